@@ -1,0 +1,35 @@
+"""honed: typed DSPy programs, compiled by interchangeable optimizers, with every model call cached.
+
+Importing honed registers the embedded `gguf/` provider with litellm and never touches the network.
+"""
+
+import os
+
+# litellm fetches a model price map over the network at import unless told to use its bundled copy;
+# offline that costs ~10 s per process. This must run before anything imports litellm.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from honed.adapter import HonedAdapter  # noqa: E402
+from honed.cache import HonedCache  # noqa: E402
+from honed.config import configure, current_cache, make_lm, optimizer_lm  # noqa: E402
+from honed.errors import (  # noqa: E402
+    ConfigError,
+    DatasetError,
+    HonedError,
+    ModelNotFoundError,
+    ModelRequestBlocked,
+    SchemaError,
+)
+from honed.evaluate import EvalReport, evaluate  # noqa: E402
+from honed.models import DEFAULT_MODEL, register_gguf_provider  # noqa: E402
+from honed.programs import Classify, ExactMatch, Task, Transform, load_task, task_from_files  # noqa: E402
+
+register_gguf_provider()
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MODEL", "Classify", "ConfigError", "DatasetError", "EvalReport", "ExactMatch", "HonedAdapter",
+    "HonedCache", "HonedError", "ModelNotFoundError", "ModelRequestBlocked", "SchemaError", "Task", "Transform",
+    "configure", "current_cache", "evaluate", "load_task", "make_lm", "optimizer_lm", "task_from_files",
+]

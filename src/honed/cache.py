@@ -1,0 +1,77 @@
+"""DSPy's two-level (memory + diskcache) response cache, keyed on what the model *is*.
+
+DSPy keys a response on the request with `api_base` removed and the model reduced to its string, so
+a different GGUF file under the same name, or another server behind the same model string, would be
+served stale answers. `HonedCache` adds the model's identity (file hash or endpoint) to every key and
+counts hits and misses per model. It is the only place honed changes DSPy's caching.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dspy.clients.cache import Cache
+
+from honed.models.identity import model_identity
+
+DEFAULT_DISK_LIMIT = 30 * 1024**3
+
+
+@dataclass
+class CacheCounts:
+    hits: int = 0
+    misses: int = 0
+
+
+def _request_model(request: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The model string and endpoint of a cache request (legacy dict or DSPy's typed Request form)."""
+    inner = request.get("request")
+    if isinstance(inner, dict) and "model" in inner:
+        return inner.get("model"), None
+    return request.get("model"), request.get("api_base") or request.get("base_url")
+
+
+class HonedCache(Cache):
+    """A `dspy.clients.cache.Cache` whose keys include the model identity, with hit/miss counts."""
+
+    def __init__(self, directory: str | Path | None, *, disk: bool = True, memory: bool = True,
+                 disk_size_limit_bytes: int = DEFAULT_DISK_LIMIT) -> None:
+        super().__init__(
+            enable_disk_cache=disk,
+            enable_memory_cache=memory,
+            disk_cache_dir=str(directory) if directory is not None else None,
+            disk_size_limit_bytes=disk_size_limit_bytes,
+        )
+        self.directory = Path(directory) if directory is not None else None
+        self._counts_lock = threading.Lock()
+        self._counts: dict[str, CacheCounts] = {}
+
+    def cache_key(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> str:
+        model, endpoint = _request_model(request)
+        keyed = dict(request)
+        if isinstance(model, str):
+            keyed["_honed_model_identity"] = model_identity(model, endpoint)
+        return super().cache_key(keyed, ignored_args_for_cache_key)
+
+    def get(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> Any:
+        result = super().get(request, ignored_args_for_cache_key)
+        model, _ = _request_model(request)
+        with self._counts_lock:
+            counts = self._counts.setdefault(str(model), CacheCounts())
+            if result is None:
+                counts.misses += 1
+            else:
+                counts.hits += 1
+        return result
+
+    def counts(self, model: str | None = None) -> CacheCounts:
+        """Hits and misses so far, for one model string or summed over all."""
+        with self._counts_lock:
+            if model is not None:
+                found = self._counts.get(model, CacheCounts())
+                return CacheCounts(found.hits, found.misses)
+            return CacheCounts(sum(c.hits for c in self._counts.values()),
+                               sum(c.misses for c in self._counts.values()))

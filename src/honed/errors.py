@@ -1,0 +1,44 @@
+"""Typed errors. Each one says what went wrong and what to do next, so the CLI can print one line."""
+
+from __future__ import annotations
+
+
+class HonedError(Exception):
+    """Base class for every error honed raises on purpose."""
+
+
+class ConfigError(HonedError):
+    """A model string, cache directory or option cannot be used as given."""
+
+
+class ModelNotFoundError(ConfigError):
+    """A `gguf/...` model string names no model honed can find on this machine."""
+
+
+class SchemaError(HonedError):
+    """A signature's output type cannot be turned into a JSON schema or a decoding grammar."""
+
+    def __init__(self, field: str, annotation: object, reason: str):
+        self.field = field
+        self.annotation = annotation
+        super().__init__(
+            f"output field `{field}` has type {annotation!r}, which typed decoding cannot express: {reason}. "
+            "Use str, int, float, bool, Literal[...], a list of these, or a pydantic model."
+        )
+
+
+class DatasetError(HonedError):
+    """A dataset row is malformed. Names the file, the 1-based line and the field."""
+
+    def __init__(self, path: str, line: int | None, field: str | None, problem: str):
+        self.path = path
+        self.line = line
+        self.field = field
+        self.problem = problem
+        where = path if line is None else f"{path}:{line}"
+        what = f" field `{field}`" if field else ""
+        super().__init__(f"{where}:{what} {problem}")
+
+
+class ModelRequestBlocked(HonedError):
+    """A real model was called while `honed.testing.block_model_requests()` was active."""

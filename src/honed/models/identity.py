@@ -1,0 +1,42 @@
+"""What a model *is*, for cache keys: DSPy keys on the model string alone, which is not enough.
+
+Two different files behind `gguf/model.gguf`, or two servers behind `openai/gpt-x` with different
+`api_base`, must never share cache entries. For `gguf/` models the identity is the file's content
+hash; for remote models it is the provider, the model name and the endpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+from honed.models.resolve import is_gguf_model, resolve_gguf_path
+
+_hash_lock = threading.Lock()
+_hash_memo: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """Content hash of a file, memoized on (path, size, mtime) so each process hashes a model once."""
+    stat = path.stat()
+    memo_key = (str(path), stat.st_size, stat.st_mtime_ns)
+    with _hash_lock:
+        if memo_key in _hash_memo:
+            return _hash_memo[memo_key]
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _hash_memo[memo_key] = digest.hexdigest()
+        return _hash_memo[memo_key]
+
+
+def model_identity(model: str, api_base: str | None = None) -> str:
+    """A string that differs whenever the model that answers differs."""
+    if is_gguf_model(model):
+        return f"gguf:sha256:{file_sha256(resolve_gguf_path(model))}"
+    provider = model.split("/", 1)[0] if "/" in model else "openai"
+    endpoint = api_base or os.environ.get(f"{provider.upper()}_API_BASE") or "default"
+    return f"remote:{model}@{endpoint.rstrip('/')}"

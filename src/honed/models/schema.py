@@ -1,0 +1,81 @@
+"""JSON schemas for a signature's outputs, and the llama.cpp grammars compiled from them.
+
+The schema is what makes a small model's answer parse: the provider turns it into a grammar, so
+decoding can only produce a JSON object with exactly the declared fields and types.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+import pydantic
+
+from honed.errors import SchemaError
+
+
+def output_schema(signature: Any) -> dict[str, Any]:
+    """The JSON schema of a DSPy signature's output fields, in declaration order, all required."""
+    fields: dict[str, Any] = {}
+    for name, field in signature.output_fields.items():
+        try:
+            pydantic.TypeAdapter(field.annotation).json_schema()
+        except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticInvalidForJsonSchema, TypeError) as exc:
+            raise SchemaError(name, field.annotation, str(exc).splitlines()[0]) from exc
+        fields[name] = (field.annotation, ...)
+    model = pydantic.create_model("Outputs", __config__=pydantic.ConfigDict(extra="forbid"), **fields)
+    schema = model.model_json_schema()
+    _strip_titles(schema)
+    return schema
+
+
+def _strip_titles(node: Any) -> None:
+    """Titles are noise for the grammar and the prompt; drop them everywhere."""
+    if isinstance(node, dict):
+        node.pop("title", None)
+        for value in node.values():
+            _strip_titles(value)
+    elif isinstance(node, list):
+        for value in node:
+            _strip_titles(value)
+
+
+def schema_from_response_format(response_format: Any) -> dict[str, Any] | None:
+    """Accept the response_format shapes callers use; return the schema, {} for "any JSON", None for text.
+
+    - OpenAI structured outputs: {"type": "json_schema", "json_schema": {"schema": {...}}}
+    - llama.cpp / Anyscale style: {"type": "json_object", "schema": {...}}
+    - plain JSON mode: {"type": "json_object"}
+    - a pydantic model class
+    """
+    if response_format is None:
+        return None
+    if isinstance(response_format, type) and issubclass(response_format, pydantic.BaseModel):
+        return response_format.model_json_schema()
+    if not isinstance(response_format, dict):
+        raise ValueError(f"unsupported response_format: {response_format!r}")
+    kind = response_format.get("type")
+    if kind == "json_schema":
+        return dict(response_format.get("json_schema", {}).get("schema") or {})
+    if kind == "json_object":
+        return dict(response_format.get("schema") or {})
+    if kind in (None, "text"):
+        return None
+    raise ValueError(f"unsupported response_format type: {kind!r}")
+
+
+@functools.lru_cache(maxsize=256)
+def grammar_for_schema(schema_json: str) -> Any:
+    """Compile (and memoize) the llama.cpp grammar for a schema given as canonical JSON text."""
+    from llama_cpp import LlamaGrammar
+
+    if schema_json in ("{}", ""):
+        from llama_cpp.llama_grammar import JSON_GBNF
+
+        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+    return LlamaGrammar.from_json_schema(schema_json, verbose=False)
+
+
+def canonical_json(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, sort_keys=False, separators=(",", ":"))

@@ -1,0 +1,1 @@
+"""Teleprompters honed adds: reflection-refinement and behavior optimization, with their shared machinery."""

@@ -1,0 +1,166 @@
+"""Tasks: data splits, declared fields, a seed instruction, a metric, and the program that fits them.
+
+Bundled tasks are the instruction-induction tasks shipped in `honed/programs/data/`. Users bring
+their own as `--train FILE.jsonl --test FILE.jsonl`, and BIG-Bench Hard files load as `bbh/<name>`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import dspy
+
+from honed.errors import ConfigError
+from honed.programs.classify import Classify
+from honed.programs.loaders import read_bbh, read_jsonl, to_examples
+from honed.programs.metrics import ExactMatch
+from honed.programs.transform import Transform
+
+ProgramKind = Literal["classify", "transform"]
+MAX_CLASSIFICATION_LABELS = 10
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """How a bundled task names its fields and what the uncompiled program is told to do."""
+
+    input_field: str
+    output_field: str
+    instructions: str
+
+
+INSTRUCTION_INDUCTION: dict[str, TaskSpec] = {
+    "active_to_passive": TaskSpec("sentence", "passive", "Rewrite the sentence in the passive voice."),
+    "antonyms": TaskSpec("word", "antonym", "Write the antonym of the word."),
+    "diff": TaskSpec("numbers", "difference", "Subtract the second number from the first."),
+    "first_word_letter": TaskSpec("word", "letter", "Write the first letter of the word."),
+    "informal_to_formal": TaskSpec("sentence", "formal", "Rewrite the sentence in a formal style."),
+    "larger_animal": TaskSpec("animals", "larger", "Name the larger of the two animals."),
+    "letters_list": TaskSpec("word", "letters", "Spell the word with a space between the letters."),
+    "negation": TaskSpec("sentence", "negated", "Negate the sentence."),
+    "num_to_verbal": TaskSpec("number", "words", "Write the number in words."),
+    "orthography_starts_with": TaskSpec(
+        "sentence", "words", "List the words of the sentence that start with the letter in brackets."),
+    "rhymes": TaskSpec("word", "rhyme", "Write a word that rhymes with the word."),
+    "sentiment": TaskSpec("sentence", "sentiment", "Classify the sentiment of the sentence as positive or negative."),
+    "singular_to_plural": TaskSpec("word", "plural", "Write the plural form of the word."),
+    "sum": TaskSpec("numbers", "total", "Add the two numbers."),
+    "taxonomy_animal": TaskSpec("words", "animals", "List the animals among the words."),
+    "translation_en-de": TaskSpec("word", "german", "Translate the English word into German."),
+    "translation_en-es": TaskSpec("word", "spanish", "Translate the English word into Spanish."),
+    "word_in_context": TaskSpec(
+        "sentences", "meaning", "Decide whether the word has the same meaning in both sentences."),
+}
+
+
+@dataclass
+class Task:
+    """Everything needed to evaluate or compile a program on one task."""
+
+    name: str
+    train: list[dspy.Example]
+    test: list[dspy.Example]
+    input_field: str
+    output_field: str
+    instructions: str
+    kind: ProgramKind
+    labels: list[str] | None = None
+    metric: Callable = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.metric is None:
+            self.metric = ExactMatch(self.output_field)
+
+    def program(self) -> dspy.Module:
+        """A fresh, uncompiled program for this task."""
+        if self.kind == "classify":
+            return Classify(self.labels or [], input_field=self.input_field, output_field=self.output_field,
+                            instructions=self.instructions)
+        return Transform(input_field=self.input_field, output_field=self.output_field,
+                         instructions=self.instructions)
+
+
+def bundled_task_names() -> list[str]:
+    return sorted(INSTRUCTION_INDUCTION)
+
+
+def _data_dir() -> Path:
+    return Path(str(resources.files("honed.programs") / "data" / "instruction_induction"))
+
+
+def choose_kind(outputs: list[str]) -> tuple[ProgramKind, list[str] | None]:
+    """Classification when the training outputs form a small label set, transformation otherwise."""
+    labels = sorted(set(outputs))
+    if 2 <= len(labels) <= MAX_CLASSIFICATION_LABELS:
+        return "classify", labels
+    return "transform", None
+
+
+def _labels_or_fail(outputs: list[str], where: str) -> list[str]:
+    labels = sorted(set(outputs))
+    if len(labels) < 2:
+        raise ConfigError(f"{where}: a classification program needs at least two distinct training outputs")
+    return labels
+
+
+def _build(name: str, train_rows: list[dict], test_rows: list[dict], spec: TaskSpec,
+           program: ProgramKind | None) -> Task:
+    outputs = [r["output"] for r in train_rows]
+    kind, labels = choose_kind(outputs)
+    if program == "classify":
+        kind, labels = "classify", _labels_or_fail(outputs, name)
+    elif program == "transform":
+        kind, labels = "transform", None
+    instructions = spec.instructions
+    if kind == "classify" and not instructions:
+        instructions = f"Classify the {spec.input_field} as one of: {', '.join(labels or [])}."
+    elif not instructions:
+        instructions = f"Given the {spec.input_field}, write the {spec.output_field}."
+    return Task(
+        name=name,
+        train=to_examples(train_rows, input_field=spec.input_field, output_field=spec.output_field),
+        test=to_examples(test_rows, input_field=spec.input_field, output_field=spec.output_field),
+        input_field=spec.input_field, output_field=spec.output_field, instructions=instructions,
+        kind=kind, labels=labels,
+    )
+
+
+def load_task(name: str, *, program: ProgramKind | None = None, bbh_dir: str | Path | None = None) -> Task:
+    """A bundled task by name (`sentiment`, ...) or a BIG-Bench Hard task (`bbh/navigate`)."""
+    if name.startswith("bbh/"):
+        return load_bbh_task(name[4:], bbh_dir=bbh_dir, program=program)
+    if name not in INSTRUCTION_INDUCTION:
+        raise ConfigError(f"unknown task {name!r}; bundled tasks: {', '.join(bundled_task_names())}, "
+                          "bbh/<name>, or --train FILE.jsonl --test FILE.jsonl")
+    directory = _data_dir()
+    return _build(name, read_jsonl(directory / f"{name}.train.jsonl"), read_jsonl(directory / f"{name}.test.jsonl"),
+                  INSTRUCTION_INDUCTION[name], program)
+
+
+def task_from_files(train: str | Path, test: str | Path, *, program: ProgramKind | None = None,
+                    instructions: str = "") -> Task:
+    """A task from two JSONL files with `input`, `output` and optional `answers` fields."""
+    spec = TaskSpec("input", "output", instructions)
+    return _build(Path(train).stem.removesuffix(".train"), read_jsonl(train), read_jsonl(test), spec, program)
+
+
+def load_bbh_task(name: str, *, bbh_dir: str | Path | None = None, program: ProgramKind | None = None,
+                  train_fraction: float = 0.3, seed: int = 0) -> Task:
+    """A BIG-Bench Hard task from `<bbh_dir>/<name>.json` (default `$HONED_BBH_DIR`), split by seed."""
+    directory = bbh_dir or os.environ.get("HONED_BBH_DIR")
+    if not directory:
+        raise ConfigError("BBH tasks are not bundled: pass bbh_dir= or set HONED_BBH_DIR to the folder of BBH files")
+    rows = read_bbh(Path(directory) / f"{name}.json")
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    cut = max(1, int(len(rows) * train_fraction))
+    train_rows = [rows[i] for i in order[:cut]]
+    test_rows = [rows[i] for i in order[cut:]]
+    spec = TaskSpec("question", "answer", "Answer the question.")
+    return _build(f"bbh/{name}", train_rows, test_rows, spec, program)
