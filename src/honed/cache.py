@@ -18,6 +18,9 @@ from dspy.clients.cache import Cache
 from honed.models.identity import model_identity
 
 DEFAULT_DISK_LIMIT = 30 * 1024**3
+# Never part of a key: credentials must not shape (or be recoverable from) keys, and the endpoint is
+# already inside the model identity.
+ALWAYS_IGNORED = ("api_key", "api_base", "base_url")
 
 
 @dataclass
@@ -54,7 +57,8 @@ class HonedCache(Cache):
         keyed = dict(request)
         if isinstance(model, str):
             keyed["_honed_model_identity"] = model_identity(model, endpoint)
-        return super().cache_key(keyed, ignored_args_for_cache_key)
+        ignored = list(dict.fromkeys([*(ignored_args_for_cache_key or []), *ALWAYS_IGNORED]))
+        return super().cache_key(keyed, ignored)
 
     def get(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> Any:
         result = super().get(request, ignored_args_for_cache_key)

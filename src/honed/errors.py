@@ -41,4 +41,25 @@ class DatasetError(HonedError):
 
 
 class ModelRequestBlocked(HonedError):
-    """A real model was called while `honed.testing.block_model_requests()` was active."""
+    """A real model was called while `honed.testing.block_model_requests()` was active.
+
+    Carries HTTP status 400 so litellm and DSPy classify it as a bad request: it is never retried.
+    """
+
+    status_code = 400
+
+    def __init__(self, message: str):
+        self.message = message
+        super().__init__(message)
+
+
+def find_cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first exception of type `kind` in `error`'s cause chain (DSPy and litellm wrap errors twice)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -19,7 +19,7 @@ from dspy.utils.exceptions import AdapterParseError
 from dspy.utils.parallelizer import ParallelExecutor
 
 from honed.config import current_cache
-from honed.errors import ModelRequestBlocked
+from honed.errors import ModelRequestBlocked, find_cause
 
 
 @dataclass
@@ -62,6 +62,8 @@ def _run_one(program: dspy.Module, metric: Callable, example: dspy.Example) -> E
     except AdapterParseError as exc:
         return ExampleResult(example, None, 0.0, f"parse failure: {exc}".splitlines()[0], parse_failure=True)
     except Exception as exc:  # a failed model call is counted, never fatal
+        if find_cause(exc, ModelRequestBlocked):
+            raise
         return ExampleResult(example, None, 0.0, f"{type(exc).__name__}: {exc}".splitlines()[0])
     return ExampleResult(example, prediction, float(metric(example, prediction)))
 
@@ -113,7 +115,7 @@ def evaluate(program: dspy.Module, examples: Sequence[dspy.Example], metric: Cal
             bar.close()
     results = []
     for example, outcome in zip(examples, outcomes, strict=True):
-        if isinstance(outcome, ModelRequestBlocked):
+        if isinstance(outcome, Exception) and find_cause(outcome, ModelRequestBlocked):
             raise outcome
         if not isinstance(outcome, ExampleResult):
             outcome = ExampleResult(example, None, 0.0, f"{type(outcome).__name__}: {outcome}")

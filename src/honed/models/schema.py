@@ -45,6 +45,7 @@ def schema_from_response_format(response_format: Any) -> dict[str, Any] | None:
     """Accept the response_format shapes callers use; return the schema, {} for "any JSON", None for text.
 
     - OpenAI structured outputs: {"type": "json_schema", "json_schema": {"schema": {...}}}
+      (or flat, {"type": "json_schema", "schema": {...}}, as DSPy's canonical requests carry it)
     - llama.cpp / Anyscale style: {"type": "json_object", "schema": {...}}
     - plain JSON mode: {"type": "json_object"}
     - a pydantic model class
@@ -57,7 +58,9 @@ def schema_from_response_format(response_format: Any) -> dict[str, Any] | None:
         raise ValueError(f"unsupported response_format: {response_format!r}")
     kind = response_format.get("type")
     if kind == "json_schema":
-        return dict(response_format.get("json_schema", {}).get("schema") or {})
+        # OpenAI nests the schema under "json_schema"; DSPy's canonical requests carry it flat.
+        nested = response_format.get("json_schema") or {}
+        return dict(nested.get("schema") or response_format.get("schema") or {})
     if kind == "json_object":
         return dict(response_format.get("schema") or {})
     if kind in (None, "text"):
