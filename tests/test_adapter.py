@@ -11,7 +11,7 @@ import pytest
 import honed
 from honed.errors import SchemaError
 from honed.models.schema import output_schema
-from honed.testing import ScriptedLM, SchemaLM
+from honed.testing import SchemaLM, ScriptedLM
 
 
 class Person(pydantic.BaseModel):

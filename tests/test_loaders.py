@@ -68,7 +68,8 @@ def test_non_utf8_and_empty_files(tmp_path):
 
 
 def test_answers_fill_a_missing_output_and_are_accepted_by_the_metric(tmp_path):
-    train = write(tmp_path / "t.train.jsonl", ['{"input": "a", "answers": ["x", "y"]}', '{"input": "b", "output": "z"}'])
+    rows = ['{"input": "a", "answers": ["x", "y"]}', '{"input": "b", "output": "z"}']
+    train = write(tmp_path / "t.train.jsonl", rows)
     task = honed.task_from_files(train, train, program="transform")
     first = task.train[0]
     assert first.output == "x" and first.answers == ["x", "y"]
@@ -88,7 +89,8 @@ def test_program_choice_from_training_labels(tmp_path):
 
 def test_bbh_loader_and_its_errors(tmp_path):
     good = tmp_path / "navigate.json"
-    good.write_text(json.dumps({"examples": [{"input": f"q{i}", "target": "Yes" if i % 2 else "No"} for i in range(10)]}))
+    examples = [{"input": f"q{i}", "target": "Yes" if i % 2 else "No"} for i in range(10)]
+    good.write_text(json.dumps({"examples": examples}))
     assert [r["output"] for r in read_bbh(good)][:2] == ["No", "Yes"]
     task = honed.load_task("bbh/navigate", bbh_dir=tmp_path)
     assert len(task.train) + len(task.test) == 10 and task.kind == "classify"
