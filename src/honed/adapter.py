@@ -65,10 +65,10 @@ class HonedAdapter(JSONAdapter):
             if is_gguf_model(lm.model) or getattr(engine, "supports_response_schema", False):
                 mode = "json_schema"
             else:
+                # DSPy's own choice from litellm's model metadata: a pydantic class when the model takes
+                # structured outputs (enforced), {"type": "json_object"} or nothing otherwise (not enforced).
                 JSONAdapter._prepare_response_format(self, lm, lm_kwargs, signature)
-                return "json_schema" in str(lm_kwargs.get("response_format", "")) or (
-                    isinstance(lm_kwargs.get("response_format"), type)
-                )
+                return isinstance(lm_kwargs.get("response_format"), type)
         schema = output_schema(signature)
         if mode == "json_schema":
             lm_kwargs["response_format"] = {

@@ -113,8 +113,7 @@ def current_cache() -> HonedCache:
 
 def optimizer_lm() -> dspy.BaseLM:
     """The optimizer model set by `configure`, else the task model."""
-    found = dspy.settings.get("honed_optimizer_lm") if hasattr(dspy.settings, "get") else None
-    lm = found or dspy.settings.lm
+    lm = dspy.settings.get("honed_optimizer_lm") or dspy.settings.lm
     if lm is None:
         raise ConfigError("no model configured: call honed.configure(...) first")
     return lm
