@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dspy
 from dspy.clients.cache import Cache
 
 from honed.models.identity import model_identity
@@ -62,6 +63,9 @@ class HonedCache(Cache):
 
     def get(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> Any:
         result = super().get(request, ignored_args_for_cache_key)
+        budget = dspy.settings.get("honed_budget")
+        if budget is not None:  # a compile is counting requests; it may refuse this one
+            budget.observe(self.cache_key(request, ignored_args_for_cache_key), hit=result is not None)
         model, _ = _request_model(request)
         with self._counts_lock:
             counts = self._counts.setdefault(str(model), CacheCounts())

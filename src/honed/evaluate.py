@@ -23,12 +23,30 @@ from honed.errors import ModelRequestBlocked, find_cause
 
 
 @dataclass
+class StepTrace:
+    """What one predictor saw and produced while the program ran on one example."""
+
+    predictor: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+
+
+@dataclass
 class ExampleResult:
     example: dspy.Example
     prediction: dspy.Prediction | None
     score: float
     error: str | None = None
     parse_failure: bool = False
+    trace: list[StepTrace] = field(default_factory=list)
+    feedback: str | None = None
+
+
+def score_of(value: Any) -> tuple[float, str | None]:
+    """A metric may return a number, or an object with `.score` and optional `.feedback` text."""
+    if hasattr(value, "score"):
+        return float(value.score), getattr(value, "feedback", None)
+    return float(value), None
 
 
 @dataclass
@@ -54,18 +72,37 @@ class EvalReport:
                 "wall_s": round(self.wall_s, 2)}
 
 
-def _run_one(program: dspy.Module, metric: Callable, example: dspy.Example) -> ExampleResult:
+def _steps(trace: list, names: dict[int, str]) -> list[StepTrace]:
+    return [StepTrace(names.get(id(predictor), type(predictor).__name__), dict(inputs),
+                      dict(prediction.toDict()) if hasattr(prediction, "toDict") else {})
+            for predictor, inputs, prediction in trace]
+
+
+def run_example(program: dspy.Module, metric: Callable, example: dspy.Example,
+                names: dict[int, str] | None = None) -> ExampleResult:
+    """Run one example, keeping each predictor's inputs and outputs; failures are recorded, not raised.
+
+    Errors that must stop the caller (blocked model requests, a spent budget) are re-raised.
+    """
+    from honed.optimizers.budget import BudgetExhausted
+
+    names = names if names is not None else {id(p): n for n, p in program.named_predictors()}
+    trace: list = []
     try:
-        prediction = program(**example.inputs())
-    except (ModelRequestBlocked, KeyboardInterrupt):
+        with dspy.context(trace=trace):
+            prediction = program(**example.inputs())
+    except KeyboardInterrupt:
         raise
     except AdapterParseError as exc:
-        return ExampleResult(example, None, 0.0, f"parse failure: {exc}".splitlines()[0], parse_failure=True)
+        return ExampleResult(example, None, 0.0, f"parse failure: {exc}".splitlines()[0], parse_failure=True,
+                             trace=_steps(trace, names))
     except Exception as exc:  # a failed model call is counted, never fatal
-        if find_cause(exc, ModelRequestBlocked):
+        if find_cause(exc, ModelRequestBlocked) or find_cause(exc, BudgetExhausted):
             raise
-        return ExampleResult(example, None, 0.0, f"{type(exc).__name__}: {exc}".splitlines()[0])
-    return ExampleResult(example, prediction, float(metric(example, prediction)))
+        return ExampleResult(example, None, 0.0, f"{type(exc).__name__}: {exc}".splitlines()[0],
+                             trace=_steps(trace, names))
+    score, feedback = score_of(metric(example, prediction))
+    return ExampleResult(example, prediction, score, trace=_steps(trace, names), feedback=feedback)
 
 
 def _usage_totals(lm: Any, start: int) -> tuple[int, int]:
@@ -80,6 +117,8 @@ def _usage_totals(lm: Any, start: int) -> tuple[int, int]:
 def evaluate(program: dspy.Module, examples: Sequence[dspy.Example], metric: Callable, *,
              num_threads: int | None = None, progress: bool | None = None, lm: Any = None) -> EvalReport:
     """Run `program` on every example under the configured model and score it with `metric`."""
+    from honed.optimizers.budget import BudgetExhausted
+
     lm = lm or dspy.settings.lm
     cache = current_cache()
     model = getattr(lm, "model", None)
@@ -94,8 +133,10 @@ def evaluate(program: dspy.Module, examples: Sequence[dspy.Example], metric: Cal
     lock = threading.Lock()
     done = {"correct": 0.0, "n": 0}
 
+    names = {id(p): n for n, p in program.named_predictors()}
+
     def task(example: dspy.Example) -> ExampleResult:
-        result = _run_one(program, metric, example)
+        result = run_example(program, metric, example, names)
         if bar is not None:
             with lock:
                 done["n"] += 1
@@ -115,7 +156,8 @@ def evaluate(program: dspy.Module, examples: Sequence[dspy.Example], metric: Cal
             bar.close()
     results = []
     for example, outcome in zip(examples, outcomes, strict=True):
-        if isinstance(outcome, Exception) and find_cause(outcome, ModelRequestBlocked):
+        if isinstance(outcome, Exception) and (
+                find_cause(outcome, ModelRequestBlocked) or find_cause(outcome, BudgetExhausted)):
             raise outcome
         if not isinstance(outcome, ExampleResult):
             outcome = ExampleResult(example, None, 0.0, f"{type(outcome).__name__}: {outcome}")

@@ -1,1 +1,7 @@
-"""Teleprompters honed adds: reflection-refinement and behavior optimization, with their shared machinery."""
+"""Teleprompters honed adds, and the machinery they share (budget, run ledger, candidates, attribution)."""
+
+from honed.optimizers.budget import BudgetExhausted, CallBudget
+from honed.optimizers.ledger import RunDirError, RunLedger, read_ledger
+from honed.optimizers.reflective import ReflectiveRefine
+
+__all__ = ["BudgetExhausted", "CallBudget", "ReflectiveRefine", "RunDirError", "RunLedger", "read_ledger"]

@@ -1,0 +1,318 @@
+"""ReflectiveRefine: reflection-refinement whose reflections must prove themselves on the target model.
+
+Each round: run the best program on a training minibatch; attribute each failure to the predictor
+whose behavior first diverges; ask the optimizer model for structured claims (cause, which shown
+mistakes it explains, a new instruction, whether to show the examples as demonstrations); turn each
+claim into candidates (a rewritten instruction, and/or the cited examples added as demonstrations);
+**verify** each candidate on the very examples its claim says it fixes plus a few passing ones, and
+admit it only if the claim held; rank admitted candidates on validation by successive halving; keep a
+beam. The seed program stays in the running, so the result is never worse on validation than the seed.
+
+The verification rate (claims that held / claims made) answers, for every run, whether the optimizer's
+reflections change what the target model does.
+"""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import dspy
+from dspy.teleprompt import Teleprompter
+
+from honed.config import optimizer_lm
+from honed.errors import ConfigError
+from honed.evaluate import ExampleResult
+from honed.optimizers.attribution import attribute, gold_labels
+from honed.optimizers.budget import CallBudget
+from honed.optimizers.candidates import Candidate, PredictorState, build, example_id, seed_candidate
+from honed.optimizers.ledger import RunLedger
+from honed.optimizers.run import CompileRun
+from honed.optimizers.splits import content_hash, split_train_val
+from honed.programs.metrics import normalize
+from honed.signatures.reflect import ProposeFix
+
+
+class ReflectiveRefine(Teleprompter):
+    """Compile any `dspy.Module` by verified reflection on the target model's errors.
+
+    Args:
+        metric: `metric(example, prediction, trace=None)` -> float in [0, 1] (or an object with
+            `.score` and optional `.feedback`, which is shown to the optimizer model).
+        optimizer_model: LM (or litellm string) that reflects; default: `honed.configure`'s optimizer model.
+        budget: distinct model requests the whole compile may make (task + optimizer model).
+        beam: programs kept between rounds. minibatch: training examples run per round.
+        claims_per_round: reflections asked per round. errors_per_claim: mistakes shown per reflection.
+        verify_passing: passing examples re-run to catch regressions. max_demos: demonstrations per predictor.
+    """
+
+    name = "reflective"
+
+    def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600, beam: int = 4,
+                 minibatch: int = 16, claims_per_round: int = 2, errors_per_claim: int = 4, verify_passing: int = 4,
+                 max_demos: int = 4, max_rounds: int = 20, seed: int = 0, num_threads: int | None = None,
+                 progress: bool | None = None) -> None:
+        super().__init__()
+        for label, value in (("budget", budget), ("beam", beam), ("minibatch", minibatch),
+                             ("claims_per_round", claims_per_round), ("errors_per_claim", errors_per_claim),
+                             ("max_rounds", max_rounds)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{label} must be a positive integer, got {value!r}")
+        self.metric = metric
+        self.optimizer_model = optimizer_model
+        self.budget = budget
+        self.beam = beam
+        self.minibatch = minibatch
+        self.claims_per_round = claims_per_round
+        self.errors_per_claim = errors_per_claim
+        self.verify_passing = verify_passing
+        self.max_demos = max_demos
+        self.max_rounds = max_rounds
+        self.seed = seed
+        self.num_threads = num_threads
+        self.progress = progress
+        self.summary: dict[str, Any] = {}
+
+    def settings(self) -> dict[str, Any]:
+        return {"optimizer": self.name, "budget": self.budget, "beam": self.beam, "minibatch": self.minibatch,
+                "claims_per_round": self.claims_per_round, "errors_per_claim": self.errors_per_claim,
+                "verify_passing": self.verify_passing, "max_demos": self.max_demos, "max_rounds": self.max_rounds,
+                "seed": self.seed}
+
+    def compile(self, student: dspy.Module, *, trainset: Sequence[dspy.Example], teacher: Any = None,
+                valset: Sequence[dspy.Example] | None = None, run_dir: str | Path | None = None,
+                **kwargs: Any) -> dspy.Module:
+        if not trainset:
+            raise ConfigError("ReflectiveRefine needs a non-empty trainset")
+        trainset, valset = split_train_val(trainset, valset, seed=self.seed)
+        opt_lm = self._optimizer_lm()
+        task_lm = dspy.settings.lm
+        settings = {**self.settings(), "task_model": getattr(task_lm, "model", None),
+                    "optimizer_model": getattr(opt_lm, "model", None),
+                    "train_hash": content_hash(trainset), "val_hash": content_hash(valset)}
+        ledger = RunLedger(run_dir or tempfile.mkdtemp(prefix="honed-run-"), settings)
+        order = [name for name, _ in student.named_predictors()]
+        run = CompileRun(budget=CallBudget(self.budget), ledger=ledger, metric=self.metric, predictors=len(order),
+                         progress=self.progress, num_threads=self.num_threads)
+        try:
+            return _Compile(self, run, student, list(trainset), list(valset), opt_lm, order).execute()
+        finally:
+            run.close()
+
+    def _optimizer_lm(self) -> dspy.BaseLM:
+        if self.optimizer_model is None:
+            return optimizer_lm()
+        if isinstance(self.optimizer_model, str):
+            from honed.config import make_lm
+
+            return make_lm(self.optimizer_model)
+        return self.optimizer_model
+
+
+class _Compile:
+    """The state of one ReflectiveRefine compile (kept apart so the optimizer object stays reusable)."""
+
+    def __init__(self, opt: ReflectiveRefine, run: CompileRun, student: dspy.Module, train: list[dspy.Example],
+                 val: list[dspy.Example], opt_lm: dspy.BaseLM, order: list[str]) -> None:
+        self.opt, self.run, self.student, self.train, self.val = opt, run, student, train, val
+        self.opt_lm, self.order = opt_lm, order
+        self.by_id = {example_id(e, i): e for i, e in enumerate(train)}
+        self.rng = random.Random(opt.seed)
+        self.claims = 0
+        self.held = 0
+        self.seen: set[str] = set()
+        self.stop_reason = "max_rounds"
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def log(self, step: str, **record: Any) -> None:
+        self.run.ledger.append({"step": step, **record, "budget_used": self.run.budget.used,
+                                "paid_calls": self.run.paid_calls(), "elapsed_s": round(self.run.elapsed(), 2)})
+
+    def evaluate(self, candidate: Candidate, examples: Sequence[dspy.Example]) -> list[ExampleResult] | None:
+        if not examples:
+            return []
+        if not self.run.affords_eval(len(examples)):
+            self.stop_reason = "budget"
+            return None
+        return self.run.evaluate(build(self.student, candidate, self.by_id), examples).results
+
+    def val_score(self, candidate: Candidate, examples: Sequence[dspy.Example], step: str) -> float | None:
+        results = self.evaluate(candidate, examples)
+        if results is None:
+            return None
+        score = sum(r.score for r in results) / len(results)
+        self.log(step, kind="validate", candidate=candidate.id, n=len(results), score=score)
+        return score
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def execute(self) -> dspy.Module:
+        seed = seed_candidate(self.student, self.by_id)
+        self.seen.add(seed.id)
+        seed_val = self.val_score(seed, self.val, "seed/val")
+        if seed_val is None:
+            raise ConfigError(f"budget {self.opt.budget} cannot pay for one validation pass "
+                              f"({self.run.eval_cost(len(self.val))} calls); raise --budget or use a smaller valset")
+        self.log("seed", kind="candidate", candidate=seed.to_json(), val_score=seed_val)
+        beam: list[tuple[Candidate, float]] = [(seed, seed_val)]
+        for round_no in range(1, self.opt.max_rounds + 1):
+            if not self.round(round_no, beam):
+                break
+            self.run.tick(round=round_no, best=f"{beam[0][1]:.3f}")
+        best, best_val = beam[0]
+        self.log("final", kind="final", candidate=best.to_json(), val_score=best_val, baseline_val_score=seed_val,
+                 claims=self.claims, claims_held=self.held, stop_reason=self.stop_reason)
+        self.opt.summary = {
+            "optimizer": self.opt.name, "baseline_val_score": seed_val, "val_score": best_val,
+            "claims": self.claims, "claims_held": self.held,
+            "verification_rate": (self.held / self.claims) if self.claims else None,
+            "budget": self.opt.budget, "budget_used": self.run.budget.used, "lm_calls": self.run.paid_calls(),
+            "stop_reason": self.stop_reason, "run_dir": str(self.run.ledger.run_dir),
+            "cache_hits": self.run.cache_hits(), "candidate": best.to_json(),
+        }
+        program = build(self.student, best, self.by_id)
+        program.honed_compile = dict(self.opt.summary)
+        return program
+
+    def round(self, round_no: int, beam: list[tuple[Candidate, float]]) -> bool:
+        """One round; returns False when the compile must stop (budget)."""
+        parent = beam[0][0]
+        batch = self.rng.sample(self.train, min(self.opt.minibatch, len(self.train)))
+        results = self.evaluate(parent, batch)
+        if results is None:
+            return False
+        failures = [r for r in results if r.score < 1.0]
+        passing = [r for r in results if r.score >= 1.0]
+        self.log(f"r{round_no}/minibatch", kind="minibatch", candidate=parent.id, n=len(results),
+                 failures=len(failures), score=sum(r.score for r in results) / len(results))
+        if not failures:
+            return True
+        target = self.target_predictor(failures)
+        mine = [r for r in failures if attribute(r, self.order) == target]
+        admitted: list[Candidate] = []
+        shown_before: list[list[str]] = []
+        for claim_no in range(self.opt.claims_per_round):
+            shown = self.window(mine, claim_no)
+            ids = [example_id(r.example, -1) for r in shown]
+            if ids in shown_before:
+                break
+            shown_before.append(ids)
+            if not self.run.budget.affords(1):
+                self.stop_reason = "budget"
+                return False
+            step = f"r{round_no}/claim{claim_no}"
+            claim = self.reflect(parent, target, shown, step)
+            if claim is None:
+                continue
+            self.claims += 1
+            cited = self.cited(claim, shown)
+            held_any = False
+            for candidate in self.candidates(parent, target, claim, cited):
+                if candidate.id in self.seen:
+                    continue
+                self.seen.add(candidate.id)
+                verdict = self.verify(candidate, cited, passing, f"{step}/verify/{candidate.id}", claim)
+                if verdict is None:
+                    return False
+                if verdict:
+                    held_any = True
+                    admitted.append(candidate)
+            self.held += held_any
+        return self.rank(round_no, admitted, beam) if admitted else True
+
+    def target_predictor(self, failures: list[ExampleResult]) -> str:
+        """The predictor blamed for the most failures (ties: the earliest)."""
+        counts = {name: 0 for name in self.order}
+        for result in failures:
+            blamed = attribute(result, self.order)
+            counts[blamed] = counts.get(blamed, 0) + 1
+        return max(self.order, key=lambda name: (counts[name], -self.order.index(name)))
+
+    def window(self, failures: list[ExampleResult], claim_no: int) -> list[ExampleResult]:
+        """The failures shown to reflection `claim_no`: consecutive, wrapping windows."""
+        k = min(self.opt.errors_per_claim, len(failures))
+        start = claim_no * k
+        return [failures[(start + j) % len(failures)] for j in range(k)]
+
+    # -- reflection, candidates, verification, ranking ------------------------------------------------
+    def reflect(self, parent: Candidate, target: str, shown: list[ExampleResult], step: str) -> Any:
+        mistakes = "\n".join(self.describe(i, r, target) for i, r in enumerate(shown, start=1))
+        instruction = parent.predictors[target].instructions
+        try:
+            with dspy.context(lm=self.opt_lm):
+                claim = self.run.call(lambda: dspy.Predict(ProposeFix)(instruction=instruction, mistakes=mistakes))
+        except Exception as exc:  # a failed reflection is counted and skipped; the compile goes on
+            from honed.errors import ModelRequestBlocked, find_cause
+            from honed.optimizers.budget import BudgetExhausted
+
+            if find_cause(exc, ModelRequestBlocked) or find_cause(exc, BudgetExhausted):
+                raise
+            self.log(step, kind="claim", predictor=target, error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+            return None
+        self.log(step, kind="claim", predictor=target, shown=[example_id(r.example, -1) for r in shown],
+                 cause=claim.cause, explains=list(claim.explains), new_instruction=claim.new_instruction,
+                 show_examples=bool(claim.show_examples))
+        return claim
+
+    def describe(self, number: int, result: ExampleResult, target: str) -> str:
+        step = next((s for s in result.trace if s.predictor == target), None)
+        inputs = step.inputs if step else result.example.inputs().toDict()
+        lines = [f"{number}. " + "; ".join(f"{k}: {v}" for k, v in inputs.items())]
+        answer = ", ".join(f"{k}: {v}" for k, v in step.outputs.items()) if step else "(no valid answer)"
+        lines.append(f"   model answered: {answer}")
+        lines.append("   correct answer: " + ", ".join(f"{k}: {v}" for k, v in gold_labels(result).items()))
+        if result.feedback:
+            lines.append(f"   feedback: {result.feedback}")
+        return "\n".join(lines)
+
+    def cited(self, claim: Any, shown: list[ExampleResult]) -> list[ExampleResult]:
+        picked = [shown[i - 1] for i in dict.fromkeys(claim.explains) if isinstance(i, int) and 1 <= i <= len(shown)]
+        return picked or list(shown)
+
+    def candidates(self, parent: Candidate, target: str, claim: Any, cited: list[ExampleResult]) -> list[Candidate]:
+        state = parent.predictors[target]
+        made = []
+        text = (claim.new_instruction or "").strip()
+        if len(text) >= 8 and normalize(text) != normalize(state.instructions):
+            made.append(parent.with_predictor(target, PredictorState(text, state.demo_ids), "instruction"))
+        if claim.show_examples or not made:
+            new_ids = [example_id(r.example, -1) for r in cited if example_id(r.example, -1) in self.by_id]
+            demos = tuple(dict.fromkeys([*state.demo_ids, *new_ids]))[-self.opt.max_demos:]
+            if demos != state.demo_ids:
+                made.append(parent.with_predictor(target, PredictorState(state.instructions, demos), "demonstrations"))
+        return made
+
+    def verify(self, candidate: Candidate, cited: list[ExampleResult], passing: list[ExampleResult], step: str,
+               claim: Any) -> bool | None:
+        """Run the candidate where its claim says it helps, and on passing examples; None = out of budget."""
+        check = self.rng.sample(passing, min(self.opt.verify_passing, len(passing)))
+        results = self.evaluate(candidate, [r.example for r in cited] + [r.example for r in check])
+        if results is None:
+            return None
+        fixed = sum(r.score >= 1.0 for r in results[: len(cited)])
+        regressions = sum(r.score < 1.0 for r in results[len(cited):])
+        held = fixed >= 1 and fixed > regressions
+        self.log(step, kind="verify", candidate=candidate.to_json(), claimed=len(cited), fixed=fixed,
+                 not_fixed=len(cited) - fixed, regressions=regressions, checked_passing=len(check), held=held)
+        return held
+
+    def rank(self, round_no: int, admitted: list[Candidate], beam: list[tuple[Candidate, float]]) -> bool:
+        """Successive halving on validation: a quarter for everyone, the rest for the best `beam`."""
+        quarter = self.val[: max(1, len(self.val) // 4)]
+        partial = []
+        for candidate in admitted:
+            score = self.val_score(candidate, quarter, f"r{round_no}/val-quarter/{candidate.id}")
+            if score is None:
+                return False
+            partial.append((score, candidate))
+        partial.sort(key=lambda item: -item[0])
+        for _, candidate in partial[: self.opt.beam]:
+            score = self.val_score(candidate, self.val, f"r{round_no}/val/{candidate.id}")
+            if score is None:
+                return False
+            beam.append((candidate, score))
+        beam.sort(key=lambda item: -item[1])  # stable: earlier (the seed first) wins ties
+        del beam[self.opt.beam:]
+        return True

@@ -1,0 +1,82 @@
+"""Machinery every honed optimizer shares: the budget, the run ledger, budgeted evaluation and progress.
+
+`CompileRun` evaluates only what the budget can pay for *before* it starts (each step's upper bound:
+examples x predictors), so a step is never cut short mid-way and a compile is deterministic for a
+given seed and warm cache. Each evaluation is a ledger step with a stable id.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dspy
+
+from honed.config import current_cache
+from honed.evaluate import EvalReport, evaluate
+from honed.optimizers.budget import CallBudget
+from honed.optimizers.ledger import RunLedger
+
+
+class CompileRun:
+    """One compile: budget, ledger, progress bar, and the task model's call counts."""
+
+    def __init__(self, *, budget: CallBudget, ledger: RunLedger, metric: Callable, predictors: int,
+                 progress: bool | None = None, num_threads: int | None = None) -> None:
+        self.budget = budget
+        self.ledger = ledger
+        self.metric = metric
+        self.predictors = max(1, predictors)
+        self.num_threads = num_threads
+        self.started = time.perf_counter()
+        self._cache_before = current_cache().counts()
+        show = sys.stderr.isatty() if progress is None else progress
+        self.bar = None
+        if show:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=budget.limit, file=sys.stderr, desc="compile", unit="call", dynamic_ncols=True)
+
+    def eval_cost(self, n: int) -> int:
+        return n * self.predictors
+
+    def affords_eval(self, n: int) -> bool:
+        return self.budget.affords(self.eval_cost(n))
+
+    def evaluate(self, program: dspy.Module, examples: Sequence[dspy.Example]) -> EvalReport:
+        """Evaluate under the budget (the caller has checked `affords_eval`)."""
+        with self.budget.scope():
+            report = evaluate(program, examples, self.metric, num_threads=self.num_threads, progress=False)
+        self.tick()
+        return report
+
+    def call(self, fn: Callable[[], Any], cost: int = 1) -> Any:
+        """Run an optimizer-model call (or a few) under the budget."""
+        with self.budget.scope():
+            result = fn()
+        self.tick()
+        return result
+
+    def tick(self, **postfix: Any) -> None:
+        if self.bar is not None:
+            self.bar.n = self.budget.used
+            if postfix:
+                self.bar.set_postfix(**postfix)
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def paid_calls(self) -> int:
+        """Provider calls (cache misses) since this compile started, all models."""
+        return current_cache().counts().misses - self._cache_before.misses
+
+    def cache_hits(self) -> int:
+        """Requests answered from the cache since this compile started, all models."""
+        return current_cache().counts().hits - self._cache_before.hits
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
