@@ -104,3 +104,18 @@ def test_gguf_requests_carry_the_json_schema(cache_dir):
 def test_unknown_typed_outputs_mode_is_refused():
     with pytest.raises(honed.ConfigError):
         honed.configure(model=SchemaLM(), typed_outputs="yaml", cache=False)
+
+
+def test_annotated_constraints_reach_the_schema():
+    from typing import Annotated
+
+    class Capped(dspy.Signature):
+        """x"""
+
+        text: str = dspy.InputField()
+        note: Annotated[str, pydantic.StringConstraints(max_length=20)] = dspy.OutputField()
+        picks: Annotated[list[int], pydantic.Field(max_length=3)] = dspy.OutputField()
+
+    props = output_schema(Capped)["properties"]
+    assert props["note"] == {"type": "string", "maxLength": 20}
+    assert props["picks"]["maxItems"] == 3

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import pydantic
 
@@ -19,11 +19,14 @@ def output_schema(signature: Any) -> dict[str, Any]:
     """The JSON schema of a DSPy signature's output fields, in declaration order, all required."""
     fields: dict[str, Any] = {}
     for name, field in signature.output_fields.items():
+        # DSPy keeps `Annotated[...]` constraints (max_length, ...) in the field's metadata; they belong
+        # in the schema, where they become part of the decoding grammar.
+        annotation = Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
         try:
-            pydantic.TypeAdapter(field.annotation).json_schema()
+            pydantic.TypeAdapter(annotation).json_schema()
         except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticInvalidForJsonSchema, TypeError) as exc:
             raise SchemaError(name, field.annotation, str(exc).splitlines()[0]) from exc
-        fields[name] = (field.annotation, ...)
+        fields[name] = (annotation, ...)
     model = pydantic.create_model("Outputs", __config__=pydantic.ConfigDict(extra="forbid"), **fields)
     schema = model.model_json_schema()
     _strip_titles(schema)

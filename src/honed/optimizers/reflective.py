@@ -45,7 +45,8 @@ class ReflectiveRefine(Teleprompter):
         optimizer_model: LM (or litellm string) that reflects; default: `honed.configure`'s optimizer model.
         budget: distinct model requests the whole compile may make (task + optimizer model).
         beam: programs kept between rounds. minibatch: training examples run per round.
-        claims_per_round: reflections asked per round. errors_per_claim: mistakes shown per reflection.
+        claims_per_round: reflections asked per round (the first greedy, the others sampled at
+            `reflection_temperature` with fixed seeds). errors_per_claim: mistakes shown per reflection.
         verify_passing: passing examples re-run to catch regressions. max_demos: demonstrations per predictor.
     """
 
@@ -53,8 +54,8 @@ class ReflectiveRefine(Teleprompter):
 
     def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600, beam: int = 4,
                  minibatch: int = 16, claims_per_round: int = 2, errors_per_claim: int = 4, verify_passing: int = 4,
-                 max_demos: int = 4, max_rounds: int = 20, seed: int = 0, num_threads: int | None = None,
-                 progress: bool | None = None) -> None:
+                 max_demos: int = 4, max_rounds: int = 20, reflection_temperature: float = 0.8, seed: int = 0,
+                 num_threads: int | None = None, progress: bool | None = None) -> None:
         super().__init__()
         for label, value in (("budget", budget), ("beam", beam), ("minibatch", minibatch),
                              ("claims_per_round", claims_per_round), ("errors_per_claim", errors_per_claim),
@@ -71,6 +72,7 @@ class ReflectiveRefine(Teleprompter):
         self.verify_passing = verify_passing
         self.max_demos = max_demos
         self.max_rounds = max_rounds
+        self.reflection_temperature = reflection_temperature
         self.seed = seed
         self.num_threads = num_threads
         self.progress = progress
@@ -80,7 +82,7 @@ class ReflectiveRefine(Teleprompter):
         return {"optimizer": self.name, "budget": self.budget, "beam": self.beam, "minibatch": self.minibatch,
                 "claims_per_round": self.claims_per_round, "errors_per_claim": self.errors_per_claim,
                 "verify_passing": self.verify_passing, "max_demos": self.max_demos, "max_rounds": self.max_rounds,
-                "seed": self.seed}
+                "reflection_temperature": self.reflection_temperature, "seed": self.seed}
 
     def compile(self, student: dspy.Module, *, trainset: Sequence[dspy.Example], teacher: Any = None,
                 valset: Sequence[dspy.Example] | None = None, run_dir: str | Path | None = None,
@@ -203,7 +205,7 @@ class _Compile:
                 self.stop_reason = "budget"
                 return False
             step = f"r{round_no}/claim{claim_no}"
-            claim = self.reflect(parent, target, shown, step)
+            claim = self.reflect(parent, target, shown, step, self.sampling(round_no, claim_no))
             if claim is None:
                 continue
             self.claims += 1
@@ -237,19 +239,34 @@ class _Compile:
         return [failures[(start + j) % len(failures)] for j in range(k)]
 
     # -- reflection, candidates, verification, ranking ------------------------------------------------
-    def reflect(self, parent: Candidate, target: str, shown: list[ExampleResult], step: str) -> Any:
+    def sampling(self, round_no: int, claim_no: int) -> dict[str, Any]:
+        """The first claim of a round is greedy; later ones sample, each with its own seed (so they
+        differ from each other, yet a rerun makes the very same requests)."""
+        if claim_no == 0:
+            return {}
+        return {"temperature": self.opt.reflection_temperature,
+                "seed": self.opt.seed * 100_003 + round_no * 101 + claim_no}
+
+    def reflect(self, parent: Candidate, target: str, shown: list[ExampleResult], step: str,
+                config: dict[str, Any]) -> Any:
         mistakes = "\n".join(self.describe(i, r, target) for i, r in enumerate(shown, start=1))
         instruction = parent.predictors[target].instructions
+        propose = dspy.Predict(ProposeFix)
         try:
             with dspy.context(lm=self.opt_lm):
-                claim = self.run.call(lambda: dspy.Predict(ProposeFix)(instruction=instruction, mistakes=mistakes))
+                claim = self.run.call(lambda: propose(instruction=instruction, mistakes=mistakes, config=config))
         except Exception as exc:  # a failed reflection is counted and skipped; the compile goes on
             from honed.errors import ModelRequestBlocked, find_cause
             from honed.optimizers.budget import BudgetExhausted
 
             if find_cause(exc, ModelRequestBlocked) or find_cause(exc, BudgetExhausted):
                 raise
-            self.log(step, kind="claim", predictor=target, error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+            from dspy.utils.exceptions import AdapterParseError
+
+            parse = find_cause(exc, AdapterParseError)
+            self.log(step, kind="claim", predictor=target, shown=[example_id(r.example, -1) for r in shown],
+                     error=f"{type(exc).__name__}: {exc}".splitlines()[0],
+                     response=getattr(parse, "lm_response", None))
             return None
         self.log(step, kind="claim", predictor=target, shown=[example_id(r.example, -1) for r in shown],
                  cause=claim.cause, explains=list(claim.explains), new_instruction=claim.new_instruction,

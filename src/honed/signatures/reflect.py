@@ -7,7 +7,15 @@ cited examples should become demonstrations. The optimizer then tests the claim 
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import dspy
+import pydantic
+
+# Length caps become part of the decoding grammar: a small model cannot ramble past them, so its
+# claim always fits in the token budget and parses.
+ShortText = Annotated[str, pydantic.StringConstraints(max_length=240)]
+FewNumbers = Annotated[list[int], pydantic.Field(max_length=8)]
 
 
 class ProposeFix(dspy.Signature):
@@ -16,7 +24,7 @@ class ProposeFix(dspy.Signature):
 
     instruction: str = dspy.InputField(desc="the current instruction")
     mistakes: str = dspy.InputField(desc="numbered examples the model got wrong")
-    cause: str = dspy.OutputField(desc="what the wrong answers have in common")
-    explains: list[int] = dspy.OutputField(desc="numbers of the mistakes this cause explains")
-    new_instruction: str = dspy.OutputField(desc="the improved instruction")
+    cause: ShortText = dspy.OutputField(desc="what the wrong answers have in common")
+    explains: FewNumbers = dspy.OutputField(desc="numbers of the mistakes this cause explains")
+    new_instruction: ShortText = dspy.OutputField(desc="the improved instruction")
     show_examples: bool = dspy.OutputField(desc="whether to show these examples with their correct answers")

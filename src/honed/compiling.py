@@ -1,0 +1,65 @@
+"""Compile a task's program with a named optimizer: fixed seeded splits, a run directory, a summary.
+
+Shared by `honed compile` and the benchmarks so that both split data and name run directories the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from honed.config import default_cache_dir
+from honed.errors import ConfigError
+from honed.optimizers.registry import make_optimizer
+from honed.optimizers.splits import content_hash
+from honed.programs.tasks import Task
+
+DEFAULT_TRAIN_SIZE = 200
+DEFAULT_VAL_SIZE = 50
+
+
+@dataclass
+class CompileOutcome:
+    program: dspy.Module
+    summary: dict[str, Any]
+
+
+def task_splits(task: Task, *, train_size: int = DEFAULT_TRAIN_SIZE, val_size: int = DEFAULT_VAL_SIZE,
+                seed: int = 0) -> tuple[list[dspy.Example], list[dspy.Example]]:
+    """Disjoint train and validation sets drawn (seeded) from the task's training split."""
+    pool = list(task.train)
+    random.Random(seed).shuffle(pool)
+    if len(pool) < 2:
+        raise ConfigError(f"task {task.name} has {len(pool)} training example(s); compiling needs at least 2")
+    val_size = min(val_size, max(1, len(pool) // 3))
+    return pool[val_size: val_size + train_size], pool[:val_size]
+
+
+def default_run_dir(task: Task, optimizer: str, settings: dict[str, Any], cache_dir: Path | None) -> Path:
+    """A run directory named by what is compiled, so an identical compile finds (and resumes) its run."""
+    key = json.dumps({"task": task.name, "optimizer": optimizer, **settings}, sort_keys=True, default=str)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    base = cache_dir or default_cache_dir()
+    return Path(base) / "runs" / f"{task.name.replace('/', '_')}-{optimizer}-{digest}"
+
+
+def compile_task(task: Task, optimizer: str, *, budget: int, seed: int = 0, run_dir: str | Path | None = None,
+                 train_size: int = DEFAULT_TRAIN_SIZE, val_size: int = DEFAULT_VAL_SIZE,
+                 cache_dir: Path | None = None, progress: bool | None = None, **options: Any) -> CompileOutcome:
+    train, val = task_splits(task, train_size=train_size, val_size=val_size, seed=seed)
+    lm = dspy.settings.lm
+    settings = {"budget": budget, "seed": seed, "train": content_hash(train), "val": content_hash(val),
+                "model": getattr(lm, "model", None), **options}
+    directory = Path(run_dir) if run_dir else default_run_dir(task, optimizer, settings, cache_dir)
+    teleprompter = make_optimizer(optimizer, task.metric, budget=budget, seed=seed, progress=progress, **options)
+    program = teleprompter.compile(task.program(), trainset=train, valset=val, run_dir=directory)
+    summary = {"task": task.name, "optimizer": optimizer, "seed": seed, "train_size": len(train),
+               "val_size": len(val), **getattr(teleprompter, "summary", {})}
+    summary.setdefault("run_dir", str(directory))
+    return CompileOutcome(program, summary)
