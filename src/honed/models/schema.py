@@ -36,7 +36,8 @@ def output_schema(signature: Any) -> dict[str, Any]:
 def _strip_titles(node: Any) -> None:
     """Titles are noise for the grammar and the prompt; drop them everywhere."""
     if isinstance(node, dict):
-        node.pop("title", None)
+        if isinstance(node.get("title"), str):  # a schema's title; a *field* named "title" maps to a dict
+            node.pop("title")
         for value in node.values():
             _strip_titles(value)
     elif isinstance(node, list):
