@@ -10,9 +10,11 @@ import os
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from honed.adapter import HonedAdapter  # noqa: E402
+from honed.artifact import load, register_program, save  # noqa: E402
 from honed.cache import HonedCache  # noqa: E402
 from honed.config import configure, current_cache, make_lm, optimizer_lm  # noqa: E402
 from honed.errors import (  # noqa: E402
+    ArtifactError,
     ConfigError,
     DatasetError,
     HonedError,
@@ -29,7 +31,8 @@ register_gguf_provider()
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT_MODEL", "Classify", "ConfigError", "DatasetError", "EvalReport", "ExactMatch", "HonedAdapter",
-    "HonedCache", "HonedError", "ModelNotFoundError", "ModelRequestBlocked", "SchemaError", "Task", "Transform",
-    "configure", "current_cache", "evaluate", "load_task", "make_lm", "optimizer_lm", "task_from_files",
+    "DEFAULT_MODEL", "ArtifactError", "Classify", "ConfigError", "DatasetError", "EvalReport", "ExactMatch",
+    "HonedAdapter", "HonedCache", "HonedError", "ModelNotFoundError", "ModelRequestBlocked", "SchemaError", "Task",
+    "Transform", "configure", "current_cache", "evaluate", "load", "load_task", "make_lm", "optimizer_lm",
+    "register_program", "save", "task_from_files",
 ]

@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 EPILOG = """examples:
@@ -16,6 +17,19 @@ EPILOG = """examples:
   honed eval sentiment --limit 100 --json
   honed eval --train my.train.jsonl --test my.test.jsonl --model ollama_chat/llama3.2
   honed eval sentiment --model openai/my-model --api-base http://127.0.0.1:8000/v1 --typed-outputs llama.cpp
+  honed eval sentiment --artifact sentiment.json --limit 100 --json
+  honed run sentiment.json --input '{"sentence": "A quiet triumph."}'
+  honed run sentiment.json --inputs sentences.jsonl > answers.jsonl
+"""
+
+RUN_EPILOG = """examples:
+  honed run sentiment.json --input '{"sentence": "A quiet triumph."}'
+  honed run sentiment.json --inputs sentences.jsonl > answers.jsonl
+  cat sentences.jsonl | honed run sentiment.json --inputs - --model ollama_chat/llama3.2
+
+--input prints the outputs as one JSON object. --inputs prints one JSON object per non-blank input line,
+in order: the outputs, or {"error": "FILE:LINE: ..."} for a line that failed; the run goes on, and exits 1
+if any line failed. Keys other than the program's input fields are ignored.
 """
 
 
@@ -27,6 +41,22 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc.msg} at column {exc.colno}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"text\": \"...\"}}', got {text!r}")
+    return value
+
+
+def _allow_class_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-class", action="append", default=[], metavar="MODULE:CLASS",
+                        help="trust this program class when loading the artifact (repeatable); honed's own "
+                             "programs are always trusted")
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
@@ -54,15 +84,28 @@ def build_parser() -> argparse.ArgumentParser:
     ev = commands.add_parser("eval", help="evaluate a task's test split",
                              formatter_class=argparse.RawDescriptionHelpFormatter,
                              epilog="examples:\n  honed eval sentiment --limit 100 --json\n"
-                                    "  honed eval --train a.train.jsonl --test a.test.jsonl --program transform")
+                                    "  honed eval --train a.train.jsonl --test a.test.jsonl --program transform\n"
+                                    "  honed eval sentiment --artifact sentiment.json --limit 100 --json")
     ev.add_argument("task", nargs="?", help="bundled task name (sentiment, first_word_letter, ...) or bbh/<name>")
     ev.add_argument("--train", help="training JSONL file (fields: input, output, optional answers)")
     ev.add_argument("--test", help="test JSONL file (same fields)")
     ev.add_argument("--program", choices=["classify", "transform"], help="override the program choice")
     ev.add_argument("--bbh-dir", help="folder of BIG-Bench Hard JSON files for bbh/<name> tasks")
     ev.add_argument("--limit", type=_positive_int, help="evaluate only the first N test examples")
+    ev.add_argument("--artifact", help="evaluate the program saved in this artifact (the task gives the data and "
+                                       "metric)")
+    _allow_class_option(ev)
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     _model_options(ev)
+
+    run = commands.add_parser("run", help="run a saved artifact on inputs, printing JSON",
+                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_EPILOG)
+    run.add_argument("artifact", help="artifact file written by honed.save or honed compile")
+    given = run.add_mutually_exclusive_group(required=True)
+    given.add_argument("--input", type=_json_object, metavar="JSON", help="one input object")
+    given.add_argument("--inputs", metavar="FILE.jsonl", help="one input object per line ('-' reads stdin)")
+    _allow_class_option(run)
+    _model_options(run)
     return parser
 
 
@@ -86,14 +129,54 @@ def _task(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Any:
     return task_from_files(args.train, args.test, program=args.program)
 
 
+def _input_fields(program: Any) -> list[str]:
+    """What a program reads: its `input_fields` attribute if it declares one, else its first predictor's inputs."""
+    declared = getattr(program, "input_fields", None)
+    if isinstance(declared, list | tuple) and all(isinstance(name, str) for name in declared):
+        return list(declared)
+    predictors = program.named_predictors()
+    return list(predictors[0][1].signature.input_fields) if predictors else []
+
+
+def _load_artifact(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The program in `args.artifact`, and the task model it was saved under."""
+    from honed.artifact import load, verify
+
+    data = verify(args.artifact, allow_classes=args.allow_class)
+    task_model = (data.get("models") or {}).get("task")
+    saved_under = task_model.get("model") if isinstance(task_model, dict) else None
+    return load(args.artifact, allow_classes=args.allow_class), saved_under
+
+
+def _note_model(args: argparse.Namespace, saved_under: str | None, running_on: str) -> None:
+    if args.model is None and saved_under and saved_under != running_on:
+        print(f"honed: note: the artifact was saved under {saved_under}; running on {running_on} "
+              "(pass --model to choose)", file=sys.stderr)
+
+
 def cmd_eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from honed.errors import ArtifactError
     from honed.evaluate import evaluate
 
     task = _task(args, parser)
+    if args.artifact and args.program:
+        parser.error("--program picks a fresh program; it cannot be combined with --artifact")
+    saved_under = None
+    if args.artifact:
+        program, saved_under = _load_artifact(args)
+        fields = _input_fields(program)
+        if fields != [task.input_field]:
+            raise ArtifactError(args.artifact, f"its program reads {', '.join(f'`{f}`' for f in fields) or 'nothing'}"
+                                               f" but task {task.name} supplies `{task.input_field}`")
+    else:
+        program = task.program()
     settings = _configure(args)
+    _note_model(args, saved_under, settings.lm.model)
     examples = task.test[: args.limit] if args.limit else task.test
-    report = evaluate(task.program(), examples, task.metric, progress=False if args.json else None)
+    report = evaluate(program, examples, task.metric, progress=False if args.json else None)
     summary = {"task": task.name, "model": settings.lm.model, **report.summary()}
+    if args.artifact:
+        summary["artifact"] = args.artifact
     if args.json:
         print(json.dumps(summary))
     else:
@@ -101,6 +184,104 @@ def cmd_eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"  parse failures {report.parse_failures}, other errors {report.errors}")
         print(f"  model calls {report.lm_calls}, cache hits {report.cache_hits}, "
               f"tokens {report.prompt_tokens} in / {report.completion_tokens} out, {report.wall_s:.1f}s")
+    return 0
+
+
+def _run_one(program: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+    """The prediction's fields as JSON values."""
+    from dspy.adapters.utils import serialize_for_json
+
+    prediction = program(**inputs)
+    values = prediction.toDict() if hasattr(prediction, "toDict") else dict(prediction)
+    return {name: serialize_for_json(value) for name, value in values.items()}
+
+
+def _failure(exc: BaseException) -> str:
+    from honed.errors import HonedError, ModelRequestBlocked, find_cause
+
+    blocked = find_cause(exc, ModelRequestBlocked)
+    if blocked is not None:
+        raise blocked
+    if isinstance(exc, HonedError):
+        return str(exc).splitlines()[0]
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def _pick_inputs(row: Any, fields: list[str]) -> tuple[dict[str, Any] | None, str | None]:
+    if not isinstance(row, dict):
+        return None, f"must be a JSON object, got {type(row).__name__}"
+    missing = [name for name in fields if name not in row]
+    if missing:
+        return None, (f"missing field `{missing[0]}`; the program's inputs are "
+                      f"{', '.join(f'`{f}`' for f in fields)}")
+    return {name: row[name] for name in fields}, None
+
+
+def _read_input_lines(where: str) -> list[tuple[int, str]]:
+    from honed.errors import ConfigError
+
+    try:
+        text = sys.stdin.read() if where == "-" else Path(where).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot be read: {exc.strerror or exc}") from None
+    return [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from honed.errors import ConfigError, HonedError
+
+    program, saved_under = _load_artifact(args)
+    fields = _input_fields(program)
+    if args.input is not None:
+        inputs, problem = _pick_inputs(args.input, fields)
+        if problem:
+            raise ConfigError(f"--input: {problem}")
+        settings = _configure(args)
+        _note_model(args, saved_under, settings.lm.model)
+        try:
+            outputs = _run_one(program, inputs)
+        except Exception as exc:
+            raise HonedError(f"the program failed: {_failure(exc)}") from exc
+        print(json.dumps(outputs, ensure_ascii=False))
+        return 0
+
+    where = "<stdin>" if args.inputs == "-" else args.inputs
+    jobs: list[tuple[dict[str, Any] | None, str | None]] = []
+    for number, line in _read_input_lines(args.inputs):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            jobs.append((None, f"{where}:{number}: not valid JSON ({exc.msg} at column {exc.colno})"))
+            continue
+        inputs, problem = _pick_inputs(row, fields)
+        jobs.append((inputs, f"{where}:{number}: {problem}" if problem else f"{where}:{number}"))
+    settings = _configure(args)
+    _note_model(args, saved_under, settings.lm.model)
+
+    def one(job: tuple[dict[str, Any] | None, str | None]) -> tuple[bool, dict[str, Any]]:
+        inputs, label = job
+        if inputs is None:
+            return False, {"error": label}
+        try:
+            return True, _run_one(program, inputs)
+        except Exception as exc:
+            return False, {"error": f"{label}: {_failure(exc)}"}
+
+    failed = 0
+    with ThreadPoolExecutor(max_workers=args.threads or 1) as pool:
+        for ok, result in pool.map(one, jobs):
+            failed += not ok
+            print(json.dumps(result, ensure_ascii=False), flush=True)
+    if failed:
+        print(f"honed: error: {failed} of {len(jobs)} inputs failed; their output lines hold an \"error\" key",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -145,6 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "eval":
             return cmd_eval(args, parser)
+        if args.command == "run":
+            return cmd_run(args)
         return cmd_quickstart(args)
     except HonedError as exc:
         print(f"honed: error: {exc}", file=sys.stderr)

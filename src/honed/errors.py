@@ -40,6 +40,16 @@ class DatasetError(HonedError):
         super().__init__(f"{where}:{what} {problem}")
 
 
+class ArtifactError(HonedError):
+    """A compiled artifact cannot be saved, read or rebuilt. Names the file and what to do next."""
+
+    def __init__(self, path: object, problem: str):
+        self.path = None if path is None else str(path)
+        self.problem = problem
+        where = f"artifact {self.path}" if self.path else "artifact"
+        super().__init__(f"{where}: {problem}")
+
+
 class ModelRequestBlocked(HonedError):
     """A real model was called while `honed.testing.block_model_requests()` was active.
 
