@@ -155,6 +155,14 @@ def content_hash(artifact: Mapping[str, Any]) -> str:
     return _HASH_PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def program_hash(artifact: Mapping[str, Any]) -> str:
+    """sha256 over what the program *is* (class, init args, predictors): equal for two compiles that
+    produced the same program, whatever their provenance (times, paths) says."""
+    body = {key: artifact[key] for key in ("program", "predictors")}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _HASH_PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def _init_args(program: dspy.Module, path: Any) -> dict[str, Any]:
     cls = type(program)
     args = getattr(program, "init_args", None)

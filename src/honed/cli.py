@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from honed import cli_compile
+
 EPILOG = """examples:
   honed quickstart
   honed eval sentiment --limit 100 --json
@@ -20,6 +22,8 @@ EPILOG = """examples:
   honed eval sentiment --artifact sentiment.json --limit 100 --json
   honed run sentiment.json --input '{"sentence": "A quiet triumph."}'
   honed run sentiment.json --inputs sentences.jsonl > answers.jsonl
+  honed compile sentiment --optimizer reflective --budget 600 --seed 0 --out sentiment.json
+  honed report ~/.cache/honed/runs/<run> --out report.html
 """
 
 RUN_EPILOG = """examples:
@@ -69,6 +73,14 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=_positive_int, help="parallel worker threads")
 
 
+def _task_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task", nargs="?", help="bundled task name (sentiment, first_word_letter, ...) or bbh/<name>")
+    parser.add_argument("--train", help="training JSONL file (fields: input, output, optional answers)")
+    parser.add_argument("--test", help="test JSONL file (same fields)")
+    parser.add_argument("--program", choices=["classify", "transform"], help="override the program choice")
+    parser.add_argument("--bbh-dir", help="folder of BIG-Bench Hard JSON files for bbh/<name> tasks")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="honed", description="Compile and run typed DSPy programs.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
@@ -86,11 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                              epilog="examples:\n  honed eval sentiment --limit 100 --json\n"
                                     "  honed eval --train a.train.jsonl --test a.test.jsonl --program transform\n"
                                     "  honed eval sentiment --artifact sentiment.json --limit 100 --json")
-    ev.add_argument("task", nargs="?", help="bundled task name (sentiment, first_word_letter, ...) or bbh/<name>")
-    ev.add_argument("--train", help="training JSONL file (fields: input, output, optional answers)")
-    ev.add_argument("--test", help="test JSONL file (same fields)")
-    ev.add_argument("--program", choices=["classify", "transform"], help="override the program choice")
-    ev.add_argument("--bbh-dir", help="folder of BIG-Bench Hard JSON files for bbh/<name> tasks")
+    _task_options(ev)
     ev.add_argument("--limit", type=_positive_int, help="evaluate only the first N test examples")
     ev.add_argument("--artifact", help="evaluate the program saved in this artifact (the task gives the data and "
                                        "metric)")
@@ -106,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     given.add_argument("--inputs", metavar="FILE.jsonl", help="one input object per line ('-' reads stdin)")
     _allow_class_option(run)
     _model_options(run)
+    cli_compile.add_parsers(commands, _model_options, _positive_int, _task_options)
     return parser
 
 
@@ -113,7 +122,8 @@ def _configure(args: argparse.Namespace) -> Any:
     import honed
 
     extra = {"api_base": args.api_base} if args.api_base else {}
-    return honed.configure(model=args.model, cache_dir=args.cache_dir, typed_outputs=args.typed_outputs,
+    return honed.configure(model=args.model, optimizer_model=getattr(args, "optimizer_model", None),
+                           cache_dir=args.cache_dir, typed_outputs=args.typed_outputs,
                            max_tokens=args.max_tokens, num_threads=args.threads, **extra)
 
 
@@ -328,6 +338,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_eval(args, parser)
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "compile":
+            task = _task(args, parser)
+            return cli_compile.cmd_compile(args, task, _configure(args))
+        if args.command == "report":
+            return cli_compile.cmd_report(args)
         return cmd_quickstart(args)
     except HonedError as exc:
         print(f"honed: error: {exc}", file=sys.stderr)

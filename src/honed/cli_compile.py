@@ -1,0 +1,80 @@
+"""`honed compile` and `honed report`: compile a task's program into an artifact, and render a run.
+
+Kept apart from `honed.cli` (evaluation and running) so that each command module stays small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any
+
+COMPILE_EPILOG = """examples:
+  honed compile sentiment --optimizer reflective --budget 600 --seed 0 --out sentiment.json
+  honed compile --train my.train.jsonl --test my.test.jsonl --optimizer reflective --out my.json --json
+  honed compile sentiment --optimizer reflective --optimizer-model openai/gpt-4o-mini --out s.json
+
+The compile writes a run directory (default: under the cache directory, named by what is compiled):
+its ledger is the log and the resume point. Running the same command again resumes a killed compile,
+or returns the finished one without model calls. Evaluate the result with
+  honed eval sentiment --artifact sentiment.json
+"""
+
+
+def add_parsers(commands: Any, model_options: Callable, positive_int: Callable, task_options: Callable) -> None:
+    comp = commands.add_parser("compile", help="compile a task's program with an optimizer into an artifact",
+                               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=COMPILE_EPILOG)
+    task_options(comp)
+    comp.add_argument("--optimizer", required=True, help="optimizer name: reflective")
+    comp.add_argument("--budget", type=positive_int, default=600, help="model calls the compile may make")
+    comp.add_argument("--seed", type=int, default=0, help="seed for splits and sampling (default 0)")
+    comp.add_argument("--out", required=True, help="artifact file to write (JSON)")
+    comp.add_argument("--run-dir", help="run directory (ledger + resume point)")
+    comp.add_argument("--train-size", type=positive_int, default=200, help="training examples (default 200)")
+    comp.add_argument("--val-size", type=positive_int, default=50, help="validation examples (default 50)")
+    comp.add_argument("--optimizer-model", help="litellm model string the optimizer reflects with")
+    comp.add_argument("--json", action="store_true", help="print one JSON object")
+    model_options(comp)
+
+    rep = commands.add_parser("report", help="render a run directory or artifact as an HTML page",
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog="example:\n  honed report ~/.cache/honed/runs/sentiment-reflective-1a2b3c "
+                                     "--out r.html")
+    rep.add_argument("source", help="run directory, ledger.jsonl, or artifact JSON")
+    rep.add_argument("--out", help="HTML file to write (default: report.html in the run dir / beside the artifact)")
+
+
+def cmd_compile(args: argparse.Namespace, task: Any, settings: Any) -> int:
+    from honed.artifact import program_hash, save
+    from honed.compiling import compile_task
+
+    outcome = compile_task(task, args.optimizer, budget=args.budget, seed=args.seed, run_dir=args.run_dir,
+                           train_size=args.train_size, val_size=args.val_size, cache_dir=settings.cache_dir,
+                           progress=False if args.json else None)
+    provenance = {key: value for key, value in outcome.summary.items() if key != "candidate"}
+    written = save(outcome.program, args.out, provenance=provenance)
+    summary = {**provenance, "artifact": str(args.out), "program_hash": program_hash(written),
+               "content_hash": written["content_hash"]}
+    if args.json:
+        print(json.dumps(summary, default=str))
+        return 0
+    rate = summary.get("verification_rate")
+    print(f"compiled {task.name} with {args.optimizer}: validation {summary['baseline_val_score']:.3f} -> "
+          f"{summary['val_score']:.3f}")
+    if rate is not None:
+        print(f"  reflections: {summary['claims']} claims, {summary['claims_held']} held when verified "
+              f"(verification rate {rate:.0%})")
+    print(f"  budget {summary['budget_used']}/{summary['budget']} requests, {summary['lm_calls']} model calls "
+          f"(the rest were cache hits), stopped: {summary['stop_reason']}")
+    print(f"  artifact {args.out}; run dir {summary['run_dir']}")
+    print(f"  next: honed eval {task.name} --artifact {args.out}   |   honed report {summary['run_dir']}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from honed.report import write_report
+
+    path = write_report(args.source, args.out)
+    print(str(path))
+    return 0
