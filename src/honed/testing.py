@@ -115,6 +115,8 @@ def fabricate(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> Any
     if "const" in schema:
         return schema["const"]
     kind = schema.get("type", "object")
+    if kind == "array":
+        return [fabricate(schema.get("items", {}), defs) for _ in range(schema.get("minItems", 0))]
     if kind == "object":
         return {name: fabricate(sub, defs) for name, sub in schema.get("properties", {}).items()}
     return {"string": "x", "integer": 0, "number": 0.0, "boolean": False, "array": [], "null": None}[kind]

@@ -14,7 +14,6 @@ reflections change what the target model does.
 
 from __future__ import annotations
 
-import random
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,6 +30,7 @@ from honed.optimizers.budget import CallBudget
 from honed.optimizers.candidates import Candidate, PredictorState, build, example_id, seed_candidate
 from honed.optimizers.ledger import RunLedger
 from honed.optimizers.run import CompileRun
+from honed.optimizers.search import CandidateSearch
 from honed.optimizers.splits import content_hash, split_train_val
 from honed.programs.metrics import normalize
 from honed.signatures.reflect import ProposeFix
@@ -114,40 +114,15 @@ class ReflectiveRefine(Teleprompter):
         return self.optimizer_model
 
 
-class _Compile:
+class _Compile(CandidateSearch):
     """The state of one ReflectiveRefine compile (kept apart so the optimizer object stays reusable)."""
 
     def __init__(self, opt: ReflectiveRefine, run: CompileRun, student: dspy.Module, train: list[dspy.Example],
                  val: list[dspy.Example], opt_lm: dspy.BaseLM, order: list[str]) -> None:
-        self.opt, self.run, self.student, self.train, self.val = opt, run, student, train, val
-        self.opt_lm, self.order = opt_lm, order
-        self.by_id = {example_id(e, i): e for i, e in enumerate(train)}
-        self.rng = random.Random(opt.seed)
+        super().__init__(run, student, train, val, seed=opt.seed, beam=opt.beam, verify_passing=opt.verify_passing)
+        self.opt, self.opt_lm, self.order = opt, opt_lm, order
         self.claims = 0
         self.held = 0
-        self.seen: set[str] = set()
-        self.stop_reason = "max_rounds"
-
-    # -- helpers -----------------------------------------------------------------------------------
-    def log(self, step: str, **record: Any) -> None:
-        self.run.ledger.append({"step": step, **record, "budget_used": self.run.budget.used,
-                                "paid_calls": self.run.paid_calls(), "elapsed_s": round(self.run.elapsed(), 2)})
-
-    def evaluate(self, candidate: Candidate, examples: Sequence[dspy.Example]) -> list[ExampleResult] | None:
-        if not examples:
-            return []
-        if not self.run.affords_eval(len(examples)):
-            self.stop_reason = "budget"
-            return None
-        return self.run.evaluate(build(self.student, candidate, self.by_id), examples).results
-
-    def val_score(self, candidate: Candidate, examples: Sequence[dspy.Example], step: str) -> float | None:
-        results = self.evaluate(candidate, examples)
-        if results is None:
-            return None
-        score = sum(r.score for r in results) / len(results)
-        self.log(step, kind="validate", candidate=candidate.id, n=len(results), score=score)
-        return score
 
     # -- the loop ------------------------------------------------------------------------------------
     def execute(self) -> dspy.Module:
@@ -215,14 +190,14 @@ class _Compile:
                 if candidate.id in self.seen:
                     continue
                 self.seen.add(candidate.id)
-                verdict = self.verify(candidate, cited, passing, f"{step}/verify/{candidate.id}", claim)
+                verdict = self.verify(candidate, cited, passing, f"{step}/verify/{candidate.id}")
                 if verdict is None:
                     return False
                 if verdict:
                     held_any = True
                     admitted.append(candidate)
             self.held += held_any
-        return self.rank(round_no, admitted, beam) if admitted else True
+        return self.rank(f"r{round_no}", admitted, beam) if admitted else True
 
     def target_predictor(self, failures: list[ExampleResult]) -> str:
         """The predictor blamed for the most failures (ties: the earliest)."""
@@ -300,36 +275,3 @@ class _Compile:
             if demos != state.demo_ids:
                 made.append(parent.with_predictor(target, PredictorState(state.instructions, demos), "demonstrations"))
         return made
-
-    def verify(self, candidate: Candidate, cited: list[ExampleResult], passing: list[ExampleResult], step: str,
-               claim: Any) -> bool | None:
-        """Run the candidate where its claim says it helps, and on passing examples; None = out of budget."""
-        check = self.rng.sample(passing, min(self.opt.verify_passing, len(passing)))
-        results = self.evaluate(candidate, [r.example for r in cited] + [r.example for r in check])
-        if results is None:
-            return None
-        fixed = sum(r.score >= 1.0 for r in results[: len(cited)])
-        regressions = sum(r.score < 1.0 for r in results[len(cited):])
-        held = fixed >= 1 and fixed > regressions
-        self.log(step, kind="verify", candidate=candidate.to_json(), claimed=len(cited), fixed=fixed,
-                 not_fixed=len(cited) - fixed, regressions=regressions, checked_passing=len(check), held=held)
-        return held
-
-    def rank(self, round_no: int, admitted: list[Candidate], beam: list[tuple[Candidate, float]]) -> bool:
-        """Successive halving on validation: a quarter for everyone, the rest for the best `beam`."""
-        quarter = self.val[: max(1, len(self.val) // 4)]
-        partial = []
-        for candidate in admitted:
-            score = self.val_score(candidate, quarter, f"r{round_no}/val-quarter/{candidate.id}")
-            if score is None:
-                return False
-            partial.append((score, candidate))
-        partial.sort(key=lambda item: -item[0])
-        for _, candidate in partial[: self.opt.beam]:
-            score = self.val_score(candidate, self.val, f"r{round_no}/val/{candidate.id}")
-            if score is None:
-                return False
-            beam.append((candidate, score))
-        beam.sort(key=lambda item: -item[1])  # stable: earlier (the seed first) wins ties
-        del beam[self.opt.beam:]
-        return True

@@ -1,0 +1,90 @@
+"""The search steps every honed optimizer shares: budgeted evaluation of candidates, verification of
+an edit on the examples it claims to fix, successive-halving ranking on validation, and ledger logging.
+
+An optimizer's per-compile state subclasses `CandidateSearch` and adds only its own proposals.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import dspy
+
+from honed.evaluate import ExampleResult
+from honed.optimizers.candidates import Candidate, build, example_id
+from honed.optimizers.run import CompileRun
+
+
+class CandidateSearch:
+    """State of one compile: the run (budget, ledger), the data, and the candidates seen so far."""
+
+    def __init__(self, run: CompileRun, student: dspy.Module, train: list[dspy.Example], val: list[dspy.Example],
+                 *, seed: int, beam: int, verify_passing: int) -> None:
+        self.run, self.student, self.train, self.val = run, student, train, val
+        self.by_id = {example_id(e, i): e for i, e in enumerate(train)}
+        self.rng = random.Random(seed)
+        self.beam_size = beam
+        self.verify_passing = verify_passing
+        self.seen: set[str] = set()
+        self.stop_reason = "max_rounds"
+
+    def log(self, step: str, **record: Any) -> None:
+        self.run.ledger.append({"step": step, **record, "budget_used": self.run.budget.used,
+                                "paid_calls": self.run.paid_calls(), "elapsed_s": round(self.run.elapsed(), 2)})
+
+    def evaluate(self, candidate: Candidate, examples: Sequence[dspy.Example]) -> list[ExampleResult] | None:
+        """Results in example order, or None (and stop_reason "budget") when the budget cannot pay."""
+        if not examples:
+            return []
+        if not self.run.affords_eval(len(examples)):
+            self.stop_reason = "budget"
+            return None
+        return self.run.evaluate(build(self.student, candidate, self.by_id), examples).results
+
+    def val_score(self, candidate: Candidate, examples: Sequence[dspy.Example], step: str) -> float | None:
+        results = self.evaluate(candidate, examples)
+        if results is None:
+            return None
+        score = sum(r.score for r in results) / len(results)
+        self.log(step, kind="validate", candidate=candidate.id, n=len(results), score=score)
+        return score
+
+    def verify(self, candidate: Candidate, targeted: list[ExampleResult], passing: list[ExampleResult],
+               step: str, **extra: Any) -> bool | None:
+        """Run the candidate on the examples its edit targets and on a few passing ones.
+
+        Holds when it fixes at least one targeted example and fixes more than it breaks. None: no budget.
+        """
+        check = self.rng.sample(passing, min(self.verify_passing, len(passing)))
+        results = self.evaluate(candidate, [r.example for r in targeted] + [r.example for r in check])
+        if results is None:
+            return None
+        fixed = sum(r.score >= 1.0 for r in results[: len(targeted)])
+        regressions = sum(r.score < 1.0 for r in results[len(targeted):])
+        held = fixed >= 1 and fixed > regressions
+        self.log(step, kind="verify", candidate=candidate.to_json(), claimed=len(targeted), fixed=fixed,
+                 not_fixed=len(targeted) - fixed, regressions=regressions, checked_passing=len(check), held=held,
+                 **extra)
+        return held
+
+    def rank(self, label: str, admitted: list[Candidate], beam: list[tuple[Candidate, float]]) -> bool:
+        """Successive halving on validation: a quarter for every candidate, all of it for the best `beam`.
+        Returns False when the budget ran out."""
+        quarter = self.val[: max(1, len(self.val) // 4)]
+        partial = []
+        for candidate in admitted:
+            score = self.val_score(candidate, quarter, f"{label}/val-quarter/{candidate.id}")
+            if score is None:
+                return False
+            partial.append((score, candidate))
+        partial.sort(key=lambda item: -item[0])
+        for _, candidate in partial[: self.beam_size]:
+            score = self.val_score(candidate, self.val, f"{label}/val/{candidate.id}")
+            if score is None:
+                return False
+            beam.append((candidate, score))
+        beam.sort(key=lambda item: -item[1])  # stable: earlier (the seed first) wins ties
+        del beam[self.beam_size:]
+        return True
