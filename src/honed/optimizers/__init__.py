@@ -1,7 +1,9 @@
 """Teleprompters honed adds, and the machinery they share (budget, run ledger, candidates, attribution)."""
 
+from honed.optimizers.behavior import BehaviorOptimizer
 from honed.optimizers.budget import BudgetExhausted, CallBudget
 from honed.optimizers.ledger import RunDirError, RunLedger, read_ledger
 from honed.optimizers.reflective import ReflectiveRefine
 
-__all__ = ["BudgetExhausted", "CallBudget", "ReflectiveRefine", "RunDirError", "RunLedger", "read_ledger"]
+__all__ = ["BehaviorOptimizer", "BudgetExhausted", "CallBudget", "ReflectiveRefine", "RunDirError", "RunLedger",
+           "read_ledger"]

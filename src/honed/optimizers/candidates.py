@@ -17,8 +17,13 @@ import dspy
 
 @dataclass(frozen=True)
 class PredictorState:
+    """One predictor's prompt: its instruction, demonstrations from the training set (by id), and for
+    behavior programs a procedure (JSON text) and worked demonstrations that include step traces."""
+
     instructions: str
     demo_ids: tuple[str, ...] = ()
+    procedure: str | None = None
+    worked_demos: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -32,16 +37,23 @@ class Candidate:
 
     @property
     def id(self) -> str:
-        body = {name: [s.instructions, list(s.demo_ids)] for name, s in sorted(self.predictors.items())}
+        body = {name: [s.instructions, list(s.demo_ids), s.procedure, list(s.worked_demos)]
+                for name, s in sorted(self.predictors.items())}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
 
     def with_predictor(self, name: str, state: PredictorState, origin: str) -> Candidate:
         return Candidate({**self.predictors, name: state}, origin=origin, parent=self.id)
 
     def to_json(self) -> dict[str, Any]:
+        def state(s: PredictorState) -> dict[str, Any]:
+            data: dict[str, Any] = {"instructions": s.instructions, "demo_ids": list(s.demo_ids)}
+            if s.procedure is not None:
+                data["procedure"] = json.loads(s.procedure)
+                data["worked_demos"] = [json.loads(d) for d in s.worked_demos]
+            return data
+
         return {"id": self.id, "origin": self.origin, "parent": self.parent,
-                "predictors": {n: {"instructions": s.instructions, "demo_ids": list(s.demo_ids)}
-                               for n, s in self.predictors.items()}}
+                "predictors": {n: state(s) for n, s in self.predictors.items()}}
 
 
 def example_id(example: dspy.Example, index: int) -> str:
@@ -54,17 +66,47 @@ def seed_candidate(program: dspy.Module, examples_by_id: Mapping[str, dspy.Examp
     states = {}
     for name, predictor in program.named_predictors():
         demo_ids = tuple(known[id(d)] for d in predictor.demos if id(d) in known)
-        states[name] = PredictorState(predictor.signature.instructions, demo_ids)
+        signature = getattr(predictor, "task_signature", predictor.signature)
+        procedure = getattr(predictor, "procedure", None)
+        states[name] = PredictorState(signature.instructions, demo_ids,
+                                      procedure.model_dump_json() if procedure is not None else None)
     return Candidate(states)
 
 
+def _swap(program: dspy.Module, name: str, new: Any) -> None:
+    """Replace the predictor at dotted attribute path `name` (as `named_predictors` spells it)."""
+    *parents, last = name.split(".")
+    owner: Any = program
+    for part in parents:
+        owner = getattr(owner, part)
+    if not hasattr(owner, last):
+        raise ValueError(f"cannot place a behavior predictor at `{name}`: only attribute paths are supported")
+    setattr(owner, last, new)
+
+
 def build(seed: dspy.Module, candidate: Candidate, examples_by_id: Mapping[str, dspy.Example]) -> dspy.Module:
-    """A copy of the seed program carrying the candidate's instructions and demonstrations."""
+    """A copy of the seed program carrying the candidate's instructions, demonstrations and procedures.
+
+    A predictor whose state has a procedure becomes a `Behave` over the same task signature.
+    """
+    from honed.modules import Behave, Procedure
+
     program = seed.deepcopy()
-    for name, predictor in program.named_predictors():
+    for name, predictor in list(program.named_predictors()):
         state = candidate.predictors.get(name)
         if state is None:
             continue
-        predictor.signature = predictor.signature.with_instructions(state.instructions)
-        predictor.demos = [examples_by_id[key] for key in state.demo_ids]
+        demos = [examples_by_id[key] for key in state.demo_ids]
+        if state.procedure is not None:
+            task_signature = getattr(predictor, "task_signature", predictor.signature)
+            behave = Behave(task_signature.with_instructions(state.instructions),
+                            Procedure.model_validate_json(state.procedure))
+            behave.demos = demos + [dspy.Example(**json.loads(d)) for d in state.worked_demos]
+            _swap(program, name, behave)
+            continue
+        if hasattr(predictor, "set_task_instructions"):
+            predictor.set_task_instructions(state.instructions)
+        else:
+            predictor.signature = predictor.signature.with_instructions(state.instructions)
+        predictor.demos = demos
     return program

@@ -1,0 +1,387 @@
+"""BehaviorOptimizer: Automatic Behavior Optimization (Ma et al., 2024, section 6).
+
+Instead of hoping a rewritten prompt changes what the target model does, tell it exactly what to do
+step by step, show it doing so, watch where it departs, and fix that step:
+
+0. Draft: the optimizer model writes a procedure from the task instruction and a few solved examples.
+1. Demonstrate: the procedure is run on training examples (by the optimizer model, as a teacher);
+   worked examples whose final answer is correct under the metric become demonstrations, wrong ones
+   are rejected. `demonstrations=False` gives the paper's ablation: no demos, a "follow strictly" line.
+2. Observe: the target runs the procedure on a minibatch; a reference execution of the same steps
+   (the optimizer model, told the correct answer) gives what each step should produce. The first step
+   where the target's trace departs from the reference is located; per-step following rates are recorded.
+3. Refine that step only (rewrite, split, or add a check before it), and/or add a demonstration of the
+   failing case; verify on the failing and on passing examples; rank on validation; keep what helps.
+4. Repeat for `refinement_steps`. Step 0 is the drafted procedure. The uncompiled program stays in the
+   running, so the result is never worse on validation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import dspy
+from dspy.teleprompt import Teleprompter
+
+from honed.config import make_lm, optimizer_lm
+from honed.errors import ConfigError, ModelRequestBlocked, find_cause
+from honed.evaluate import ExampleResult, run_example
+from honed.modules import Behave, Procedure, Step
+from honed.modules.behave import STEPS_FIELD
+from honed.optimizers.attribution import gold_labels
+from honed.optimizers.budget import BudgetExhausted, CallBudget
+from honed.optimizers.candidates import Candidate, PredictorState, example_id, seed_candidate
+from honed.optimizers.ledger import RunLedger
+from honed.optimizers.run import CompileRun
+from honed.optimizers.search import CandidateSearch
+from honed.optimizers.splits import content_hash, split_train_val
+from honed.programs.metrics import normalize
+from honed.signatures.behavior import DraftProcedure, FixStep, reference_signature
+
+_WORD = re.compile(r"\w+")
+
+
+def step_followed(produced: str, reference: str) -> bool:
+    """A step counts as done as instructed when its output matches the reference's: equal after
+    normalization, one containing the other, or sharing at least half of their words."""
+    a, b = normalize(produced), normalize(reference)
+    if not a or not b:
+        return a == b
+    if a == b or a in b or b in a:
+        return True
+    words_a, words_b = set(_WORD.findall(a)), set(_WORD.findall(b))
+    return len(words_a & words_b) / max(1, len(words_a | words_b)) >= 0.5
+
+
+def first_departure(steps: Sequence[str], reference: Sequence[str]) -> int:
+    """Index of the first step whose output departs from the reference; the last step if none does."""
+    for index, expected in enumerate(reference):
+        produced = steps[index] if index < len(steps) else ""
+        if not step_followed(produced, expected):
+            return index
+    return max(0, len(reference) - 1)
+
+
+def _recoverable(exc: Exception) -> bool:
+    return not (find_cause(exc, ModelRequestBlocked) or find_cause(exc, BudgetExhausted))
+
+
+class BehaviorOptimizer(Teleprompter):
+    """Compile a program into step-wise behavior the target model follows (single-predictor programs;
+    in multi-predictor programs the predictor that produces the final answer gets the procedure).
+
+    Args:
+        metric: `metric(example, prediction, trace=None)` -> float in [0, 1].
+        optimizer_model: LM or litellm string that drafts, demonstrates and repairs; default
+            `honed.configure`'s optimizer model.
+        budget: distinct model requests the whole compile may make.
+        refinement_steps: observe-and-fix rounds after the draft.
+        demonstrations: False for the ablation (no worked examples; a "follow strictly" instruction).
+        max_demos: worked demonstrations kept. minibatch: examples observed per refinement step.
+        edits_per_step: repair proposals per refinement step (the first greedy, the others sampled).
+    """
+
+    name = "behavior"
+
+    def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600,
+                 refinement_steps: int = 3, demonstrations: bool = True, max_demos: int = 3, minibatch: int = 8,
+                 edits_per_step: int = 2, beam: int = 3, verify_passing: int = 3, draft_examples: int = 3,
+                 sample_temperature: float = 0.8, seed: int = 0, num_threads: int | None = None,
+                 progress: bool | None = None) -> None:
+        super().__init__()
+        for label, value in (("budget", budget), ("refinement_steps", refinement_steps), ("minibatch", minibatch),
+                             ("edits_per_step", edits_per_step), ("beam", beam)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{label} must be a positive integer, got {value!r}")
+        self.metric, self.optimizer_model, self.budget = metric, optimizer_model, budget
+        self.refinement_steps, self.demonstrations, self.max_demos = refinement_steps, demonstrations, max_demos
+        self.minibatch, self.edits_per_step, self.beam = minibatch, edits_per_step, beam
+        self.verify_passing, self.draft_examples = verify_passing, draft_examples
+        self.sample_temperature, self.seed = sample_temperature, seed
+        self.num_threads, self.progress = num_threads, progress
+        self.summary: dict[str, Any] = {}
+
+    def settings(self) -> dict[str, Any]:
+        return {"optimizer": self.name, "budget": self.budget, "refinement_steps": self.refinement_steps,
+                "demonstrations": self.demonstrations, "max_demos": self.max_demos, "minibatch": self.minibatch,
+                "edits_per_step": self.edits_per_step, "beam": self.beam, "verify_passing": self.verify_passing,
+                "draft_examples": self.draft_examples, "sample_temperature": self.sample_temperature,
+                "seed": self.seed}
+
+    def compile(self, student: dspy.Module, *, trainset: Sequence[dspy.Example], teacher: Any = None,
+                valset: Sequence[dspy.Example] | None = None, run_dir: str | Path | None = None,
+                **kwargs: Any) -> dspy.Module:
+        if not trainset:
+            raise ConfigError("BehaviorOptimizer needs a non-empty trainset")
+        trainset, valset = split_train_val(trainset, valset, seed=self.seed)
+        opt_lm = (optimizer_lm() if self.optimizer_model is None else
+                  make_lm(self.optimizer_model) if isinstance(self.optimizer_model, str) else self.optimizer_model)
+        settings = {**self.settings(), "task_model": getattr(dspy.settings.lm, "model", None),
+                    "optimizer_model": getattr(opt_lm, "model", None),
+                    "train_hash": content_hash(trainset), "val_hash": content_hash(valset)}
+        ledger = RunLedger(run_dir or tempfile.mkdtemp(prefix="honed-run-"), settings)
+        order = [name for name, _ in student.named_predictors()]
+        run = CompileRun(budget=CallBudget(self.budget), ledger=ledger, metric=self.metric, predictors=len(order),
+                         progress=self.progress, num_threads=self.num_threads)
+        try:
+            return _BehaviorCompile(self, run, student, list(trainset), list(valset), opt_lm, order).execute()
+        finally:
+            run.close()
+
+
+class _BehaviorCompile(CandidateSearch):
+    def __init__(self, opt: BehaviorOptimizer, run: CompileRun, student: dspy.Module, train: list[dspy.Example],
+                 val: list[dspy.Example], opt_lm: dspy.BaseLM, order: list[str]) -> None:
+        super().__init__(run, student, train, val, seed=opt.seed, beam=opt.beam, verify_passing=opt.verify_passing)
+        self.opt, self.opt_lm, self.order = opt, opt_lm, order
+        self.target = order[-1]  # the predictor that produces the program's answer
+        predictor = dict(student.named_predictors())[self.target]
+        self.task_signature = getattr(predictor, "task_signature", predictor.signature)
+        self.edits = 0
+        self.edits_held = 0
+        self.demos_accepted = 0
+        self.demos_rejected = 0
+        self.step_scores: list[dict[str, Any]] = []
+        self.following: dict[str, float] = {}
+
+    # -- optimizer-model calls -----------------------------------------------------------------------
+    def ask(self, ledger_step: str, signature: Any, config: dict[str, Any] | None = None, /, **inputs: Any) -> Any:
+        """One optimizer-model call under the budget; None (logged) when it fails or the budget is spent."""
+        if not self.run.budget.affords(1):
+            self.stop_reason = "budget"
+            return None
+        predict = dspy.Predict(signature)
+        try:
+            with dspy.context(lm=self.opt_lm):
+                return self.run.call(lambda: predict(**inputs, config=config or {}))
+        except Exception as exc:
+            if not _recoverable(exc):
+                raise
+            self.log(ledger_step, kind="error", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+            return None
+
+    def describe_inputs(self, example: dspy.Example) -> str:
+        return "; ".join(f"{k}: {v}" for k, v in example.inputs().toDict().items())
+
+    def describe_answer(self, example: dspy.Example) -> str:
+        labels = {k: v for k, v in gold_labels_of(example).items() if k in self.task_signature.output_fields}
+        return ", ".join(f"{k}: {v}" for k, v in labels.items())
+
+    # -- 0. draft ------------------------------------------------------------------------------------
+    def draft(self) -> Procedure:
+        shown = self.train[: self.opt.draft_examples]
+        examples = "\n".join(f"- {self.describe_inputs(e)} -> {self.describe_answer(e)}" for e in shown)
+        drafted = self.ask("draft/propose", DraftProcedure, None, task=self.task_signature.instructions,
+                           examples=examples)
+        texts = [t.strip() for t in (drafted.steps if drafted is not None else []) if t and t.strip()]
+        if len(texts) < 2:
+            inputs = ", ".join(self.task_signature.input_fields)
+            outputs = ", ".join(self.task_signature.output_fields)
+            texts = [f"Read the {inputs} and note what matters for the task.", f"Write the {outputs}."]
+            origin = "template"
+        else:
+            origin = "drafted"
+        procedure = Procedure.from_texts(texts, strict=not self.opt.demonstrations)
+        self.log("draft", kind="procedure", origin=origin, procedure=procedure.model_dump(mode="json"))
+        return procedure
+
+    # -- 1. demonstrations ---------------------------------------------------------------------------
+    def demonstrate(self, procedure: Procedure) -> tuple[str, ...]:
+        """Worked examples by the optimizer model following the procedure; wrong answers are rejected."""
+        if not self.opt.demonstrations:
+            return ()
+        teacher = Behave(self.task_signature, procedure)
+        accepted: list[str] = []
+        for index, example in enumerate(self.train[self.opt.draft_examples:][: self.opt.max_demos * 2]):
+            if len(accepted) >= self.opt.max_demos:
+                break
+            if not self.run.budget.affords(1):
+                self.stop_reason = "budget"
+                break
+            with dspy.context(lm=self.opt_lm), self.run.budget.scope():
+                result = run_example(teacher, self.run.metric, example)
+            self.run.tick()
+            ok = result.prediction is not None and result.score >= 1.0
+            self.log(f"demo/{index}", kind="demonstration", example=example_id(example, -1), accepted=ok,
+                     steps=list(getattr(result.prediction, STEPS_FIELD, []) or []) if result.prediction else None,
+                     error=result.error)
+            if ok:
+                self.demos_accepted += 1
+                accepted.append(self.worked_demo(example, list(result.prediction[STEPS_FIELD]),
+                                                 {k: result.prediction[k] for k in self.task_signature.output_fields}))
+            else:
+                self.demos_rejected += 1
+        return tuple(accepted)
+
+    def worked_demo(self, example: dspy.Example, steps: list[str], outputs: dict[str, Any]) -> str:
+        inputs = {k: example[k] for k in self.task_signature.input_fields}
+        return json.dumps({**inputs, STEPS_FIELD: steps, **outputs}, sort_keys=True, default=str)
+
+    def behavior_candidate(self, parent: Candidate, procedure: Procedure, demos: tuple[str, ...], origin: str
+                           ) -> Candidate:
+        state = parent.predictors[self.target]
+        return parent.with_predictor(self.target, PredictorState(
+            self.task_signature.instructions, state.demo_ids, procedure.model_dump_json(), demos), origin)
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def execute(self) -> dspy.Module:
+        seed = seed_candidate(self.student, self.by_id)
+        seed_val = self.val_score(seed, self.val, "seed/val")
+        if seed_val is None:
+            raise ConfigError(f"budget {self.opt.budget} cannot pay for one validation pass "
+                              f"({self.run.eval_cost(len(self.val))} calls); raise --budget or use a smaller valset")
+        beam: list[tuple[Candidate, float]] = [(seed, seed_val)]
+        procedure = self.draft()
+        drafted = self.behavior_candidate(seed, procedure, self.demonstrate(procedure), "drafted")
+        drafted_val = self.val_score(drafted, self.val, "step0/val")
+        if drafted_val is not None:
+            beam.append((drafted, drafted_val))
+            beam.sort(key=lambda item: -item[1])
+        self.step_scores.append({"step": 0, "candidate": drafted.id, "val_score": drafted_val,
+                                 "best_val_score": beam[0][1]})
+        current = drafted
+        for step_no in range(1, self.opt.refinement_steps + 1):
+            if drafted_val is None:
+                break
+            best_behavior = next((c for c, _ in beam if c.predictors[self.target].procedure is not None), current)
+            if not self.refine(step_no, best_behavior, beam):
+                break
+            self.step_scores.append({"step": step_no, "best_val_score": beam[0][1],
+                                     "best_behavior_val_score": next(
+                                         (s for c, s in beam if c.predictors[self.target].procedure), None),
+                                     "following": dict(self.following)})
+            self.run.tick(step=step_no, best=f"{beam[0][1]:.3f}")
+        else:
+            self.stop_reason = "refinement_steps"
+        best, best_val = beam[0]
+        self.log("final", kind="final", candidate=best.to_json(), val_score=best_val, baseline_val_score=seed_val,
+                 step_scores=self.step_scores, following=self.following, edits=self.edits,
+                 edits_held=self.edits_held, stop_reason=self.stop_reason)
+        self.opt.summary = {
+            "optimizer": self.opt.name, "demonstrations": self.opt.demonstrations,
+            "baseline_val_score": seed_val, "val_score": best_val, "step_scores": self.step_scores,
+            "following": self.following, "edits": self.edits, "edits_held": self.edits_held,
+            "verification_rate": (self.edits_held / self.edits) if self.edits else None,
+            "demos_accepted": self.demos_accepted, "demos_rejected": self.demos_rejected,
+            "budget": self.opt.budget, "budget_used": self.run.budget.used, "lm_calls": self.run.paid_calls(),
+            "cache_hits": self.run.cache_hits(), "stop_reason": self.stop_reason,
+            "run_dir": str(self.run.ledger.run_dir), "candidate": best.to_json(),
+        }
+        from honed.optimizers.candidates import build
+
+        program = build(self.student, best, self.by_id)
+        program.honed_compile = dict(self.opt.summary)
+        return program
+
+    # -- 2-3. observe, locate, refine ----------------------------------------------------------------
+    def refine(self, step_no: int, parent: Candidate, beam: list[tuple[Candidate, float]]) -> bool:
+        procedure = Procedure.model_validate_json(parent.predictors[self.target].procedure or "")
+        batch = self.rng.sample(self.train, min(self.opt.minibatch, len(self.train)))
+        results = self.evaluate(parent, batch)
+        if results is None:
+            return False
+        references = self.references(step_no, procedure, results)
+        if references is None:
+            return False
+        departures: dict[str, list[tuple[ExampleResult, int, list[str]]]] = {}
+        followed = Counter()
+        for result, reference in zip(results, references, strict=True):
+            if reference is None:
+                continue
+            steps = list(getattr(result.prediction, STEPS_FIELD, []) or []) if result.prediction else []
+            for index, expected in enumerate(reference):
+                followed[procedure.steps[index].id] += step_followed(steps[index] if index < len(steps) else "",
+                                                                     expected)
+            if result.score < 1.0:
+                at = first_departure(steps, reference)
+                departures.setdefault(procedure.steps[at].id, []).append((result, at, steps))
+        observed = sum(r is not None for r in references)
+        self.following = {step.id: (followed[step.id] / observed if observed else 0.0) for step in procedure.steps}
+        failing = sum(len(v) for v in departures.values())
+        self.log(f"step{step_no}/observe", kind="observe", candidate=parent.id, n=len(results),
+                 failures=failing, following=self.following,
+                 departures={k: len(v) for k, v in departures.items()})
+        if not departures:
+            return True
+        step_id = max(departures, key=lambda k: (len(departures[k]), -procedure.index(k)))
+        cases = departures[step_id]
+        passing = [r for r in results if r.score >= 1.0]
+        admitted = []
+        for edit_no, (result, at, steps) in enumerate(cases[: self.opt.edits_per_step]):
+            reference = references[results.index(result)] or []
+            config = {} if edit_no == 0 else {"temperature": self.opt.sample_temperature,
+                                              "seed": self.opt.seed * 100_003 + step_no * 101 + edit_no}
+            fix = self.ask(f"step{step_no}/fix{edit_no}", FixStep, config, procedure=procedure.render(),
+                           step=procedure.steps[at].instruction, model_did=steps[at] if at < len(steps) else "",
+                           should_produce=reference[at] if at < len(reference) else "")
+            candidates = []
+            if fix is not None:
+                self.edits += 1
+                new_procedure = self.apply_fix(procedure, step_id, fix)
+                self.log(f"step{step_no}/fix{edit_no}", kind="step_edit", step_id=step_id, action=fix.action,
+                         new_step=fix.new_step, second_step=fix.second_step,
+                         procedure=new_procedure.model_dump(mode="json") if new_procedure else None)
+                if new_procedure is not None:
+                    demos = parent.predictors[self.target].worked_demos
+                    candidates.append(self.behavior_candidate(parent, new_procedure, demos, f"fix:{fix.action}"))
+            if self.opt.demonstrations and reference:
+                demo = self.worked_demo(result.example, list(reference), {
+                    k: v for k, v in gold_labels(result).items() if k in self.task_signature.output_fields})
+                demos = (*parent.predictors[self.target].worked_demos, demo)[-self.opt.max_demos:]
+                candidates.append(self.behavior_candidate(parent, procedure, demos, "demonstration"))
+            targeted = [case[0] for case in cases]
+            held_any = False
+            for candidate in candidates:
+                if candidate.id in self.seen:
+                    continue
+                self.seen.add(candidate.id)
+                verdict = self.verify(candidate, targeted, passing, f"step{step_no}/verify/{candidate.id}",
+                                      step_id=step_id)
+                if verdict is None:
+                    return False
+                if verdict:
+                    held_any = True
+                    admitted.append(candidate)
+            self.edits_held += held_any and fix is not None
+        return self.rank(f"step{step_no}", admitted, beam) if admitted else True
+
+    def references(self, step_no: int, procedure: Procedure, results: list[ExampleResult]
+                   ) -> list[list[str] | None] | None:
+        """Reference executions of the procedure (optimizer model, told the correct answer)."""
+        signature = reference_signature(len(procedure.steps))
+        refs: list[list[str] | None] = []
+        for index, result in enumerate(results):
+            if not self.run.budget.affords(1):
+                self.stop_reason = "budget"
+                return None
+            done = self.ask(f"step{step_no}/reference/{index}", signature, None, procedure=procedure.render(),
+                            task_input=self.describe_inputs(result.example),
+                            correct_answer=self.describe_answer(result.example))
+            refs.append([str(s) for s in done.steps] if done is not None else None)
+        return refs
+
+    def apply_fix(self, procedure: Procedure, step_id: str, fix: Any) -> Procedure | None:
+        """The procedure with only `step_id` changed as the fix says; None when the fix is empty."""
+        first = (fix.new_step or "").strip()
+        second = (fix.second_step or "").strip()
+        old = procedure.steps[procedure.index(step_id)]
+        if not first:
+            return None
+        if fix.action == "split" and second:
+            return procedure.replace(step_id, [Step(id=step_id, instruction=first),
+                                               Step(id=procedure.fresh_id(), instruction=second)])
+        if fix.action == "add_check":
+            return procedure.replace(step_id, [Step(id=procedure.fresh_id(), instruction=first), old])
+        if normalize(first) == normalize(old.instruction):
+            return None
+        return procedure.replace(step_id, [Step(id=step_id, instruction=first, produces=old.produces)])
+
+
+def gold_labels_of(example: dspy.Example) -> dict[str, Any]:
+    return {k: v for k, v in example.labels().items() if k not in ("id", "answers")}

@@ -1,0 +1,148 @@
+"""BehaviorOptimizer's guarantees, proved with a scripted target and optimizer model."""
+
+from __future__ import annotations
+
+import dspy
+import pytest
+
+import honed
+from honed.modules import Behave, Procedure
+from honed.optimizers import read_ledger
+from honed.optimizers.behavior import BehaviorOptimizer, first_departure, step_followed
+from honed.testing import ScriptedLM
+
+DRAFT = ["Read the sentence.", "Answer positive."]
+FIXED = "Answer negative if the film is bad, else positive."
+
+
+def data(n: int, offset: int = 0) -> list[dspy.Example]:
+    return [dspy.Example(id=f"e{i}", sentence=f"{'bad' if i % 2 else 'good'} film {i}",
+                         sentiment="negative" if i % 2 else "positive").with_inputs("sentence")
+            for i in range(offset, offset + n)]
+
+
+def world(fix_text: str = FIXED, action: str = "rewrite"):
+    """The target follows its procedure literally; the optimizer drafts DRAFT and proposes `fix_text`."""
+    calls: list[str] = []
+
+    def answer(messages, schema):
+        props = schema["properties"]
+        system, last = messages[0]["content"], messages[-1]["content"]
+        if "task" in system and "examples" in last and list(props) == ["steps"]:  # DraftProcedure
+            calls.append("draft")
+            return {"steps": DRAFT}
+        if "correct_answer" in last:  # reference execution: the right steps
+            calls.append("reference")
+            sentence = last.split("task_input: sentence: ")[1].split("\n")[0]
+            gold = last.split("correct_answer: sentiment: ")[1].split("\n")[0]
+            return {"steps": [sentence, gold][: props["steps"]["minItems"]] +
+                    ["done"] * max(0, props["steps"]["minItems"] - 2)}
+        if "action" in props:  # FixStep
+            calls.append("fix")
+            return {"action": action, "new_step": fix_text, "second_step": "Check the answer." if action == "split"
+                    else ""}
+        calls.append("task")
+        negative = "bad" in last.split("\n")[-1] and FIXED in system
+        label = "negative" if negative else "positive"
+        if "steps" in props:
+            count = props["steps"]["minItems"]
+            return {"steps": ([last.strip(), label] + ["ok"] * count)[:count], "sentiment": label}
+        return {"sentiment": label}
+
+    return answer, calls
+
+
+def compile_(answer, cache_dir, run_dir, budget=400, **options):
+    honed.configure(model=ScriptedLM(answer), cache_dir=cache_dir, num_threads=1)
+    program = honed.Classify(["positive", "negative"], input_field="sentence", output_field="sentiment",
+                             instructions="Classify the sentiment.")
+    optimizer = BehaviorOptimizer(honed.ExactMatch("sentiment"), budget=budget, refinement_steps=2, minibatch=6,
+                                  progress=False, **options)
+    compiled = optimizer.compile(program, trainset=data(14), valset=data(8, offset=100), run_dir=run_dir)
+    return optimizer, compiled, read_ledger(run_dir / "ledger.jsonl")
+
+
+def test_step_comparison_and_first_departure():
+    assert step_followed("The Film was BAD.", "the film was bad")
+    assert step_followed("bad film here", "bad film")
+    assert not step_followed("positive", "negative")
+    assert first_departure(["good film", "positive"], ["good film", "negative"]) == 1
+    assert first_departure(["nothing", "negative"], ["bad film", "negative"]) == 0
+    assert first_departure(["a", "b"], ["a", "b"]) == 1  # none departs: the last step is blamed
+
+
+def test_procedure_round_trips_and_renders():
+    procedure = Procedure.from_texts(["Find the opinion words.", "Decide."], ["the words", "a label"])
+    assert Procedure.model_validate_json(procedure.model_dump_json()) == procedure
+    assert "1. Find the opinion words. (produce: the words)" in procedure.render()
+    with pytest.raises(ValueError):
+        Procedure(steps=())
+
+
+def test_behave_is_a_drop_in_predict_with_a_step_trace(cache_dir):
+    honed.configure(model=ScriptedLM(lambda m, s: {"steps": ["a", "b"], "sentiment": "positive"}),
+                    cache_dir=cache_dir)
+    behave = Behave(dspy.Signature("sentence -> sentiment", "Classify."), Procedure.from_texts(["x", "y"]))
+    prediction = behave(sentence="fine")
+    assert prediction.steps == ["a", "b"] and prediction.sentiment == "positive"
+    assert list(behave.signature.output_fields) == ["steps", "sentiment"]
+
+
+def test_departing_step_is_located_and_only_it_is_rewritten(cache_dir, tmp_path):
+    answer, _ = world()
+    optimizer, compiled, ledger = compile_(answer, cache_dir, tmp_path / "run")
+    observe = [r for r in ledger if r["kind"] == "observe"]
+    assert observe[0]["departures"] == {"s2": observe[0]["failures"]} and observe[0]["failures"] > 0
+    edits = [r for r in ledger if r["kind"] == "step_edit"]
+    assert edits and all(e["step_id"] == "s2" for e in edits)
+    final = compiled.predict.procedure
+    assert [s.instruction for s in final.steps] == ["Read the sentence.", FIXED]  # s1 untouched
+    assert optimizer.summary["val_score"] == 1.0 and optimizer.summary["baseline_val_score"] == 0.5
+    assert optimizer.summary["following"]["s1"] == 1.0
+    assert optimizer.summary["step_scores"][0]["step"] == 0
+
+
+def test_split_changes_only_the_failing_step(cache_dir, tmp_path):
+    answer, _ = world(action="split")
+    _, compiled, _ = compile_(answer, cache_dir, tmp_path / "run")
+    steps = [s.instruction for s in compiled.predict.procedure.steps]
+    assert steps == ["Read the sentence.", FIXED, "Check the answer."]
+
+
+def test_wrong_demonstrations_are_rejected(cache_dir, tmp_path):
+    answer, _ = world()
+    optimizer, _, ledger = compile_(answer, cache_dir, tmp_path / "run")
+    demos = [r for r in ledger if r["kind"] == "demonstration"]
+    assert any(not d["accepted"] for d in demos) and any(d["accepted"] for d in demos)
+    for record in demos:  # the drafted procedure says "Answer positive": negative examples come out wrong
+        assert record["accepted"] == (int(record["example"][1:]) % 2 == 0)
+    drafted = next(r for r in ledger if r["step"] == "step0/val")
+    assert optimizer.summary["demos_rejected"] >= 1 and drafted
+
+
+def test_ablation_removes_demonstrations(cache_dir, tmp_path):
+    answer, _ = world()
+    optimizer, compiled, ledger = compile_(answer, cache_dir, tmp_path / "run", demonstrations=False)
+    assert not [r for r in ledger if r["kind"] == "demonstration"]
+    assert all(not r.get("origin", "").startswith("demonstration") for r in ledger if r["kind"] == "verify")
+    assert compiled.predict.demos == []
+    assert compiled.predict.procedure.strict is True
+    assert "Follow the steps strictly" in compiled.predict.signature.instructions
+
+
+@pytest.mark.parametrize("budget", [8, 25, 60])
+def test_budget_holds(cache_dir, tmp_path, budget):
+    answer, calls = world()
+    optimizer, _, _ = compile_(answer, cache_dir, tmp_path / "run", budget=budget)
+    assert optimizer.summary["budget_used"] <= budget and len(calls) <= budget
+
+
+def test_resume_and_rerun_are_free_and_identical(tmp_path):
+    answer, first_calls = world()
+    _, first, _ = compile_(answer, tmp_path / "cache", tmp_path / "run")
+    answer, again_calls = world()
+    optimizer, again, ledger = compile_(answer, tmp_path / "cache", tmp_path / "run")
+    assert again_calls == [] and optimizer.summary["lm_calls"] == 0
+    assert again.predict.procedure == first.predict.procedure
+    steps = [r["step"] for r in ledger]
+    assert len(steps) == len(set(steps))
