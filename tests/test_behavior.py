@@ -146,3 +146,15 @@ def test_resume_and_rerun_are_free_and_identical(tmp_path):
     assert again.predict.procedure == first.predict.procedure
     steps = [r["step"] for r in ledger]
     assert len(steps) == len(set(steps))
+
+
+def test_behavior_program_round_trips_through_an_artifact(cache_dir, tmp_path):
+    answer, _ = world()
+    _, compiled, _ = compile_(answer, cache_dir, tmp_path / "run")
+    honed.save(compiled, tmp_path / "b.json")
+    loaded = honed.load(tmp_path / "b.json")
+    assert isinstance(loaded.predict, Behave)
+    assert loaded.predict.procedure == compiled.predict.procedure
+    assert loaded.predict.signature.instructions == compiled.predict.signature.instructions
+    examples = data(6, offset=200)
+    assert [loaded(**e.inputs()).sentiment for e in examples] == [compiled(**e.inputs()).sentiment for e in examples]

@@ -209,7 +209,10 @@ def _predictor_state(name: str, predictor: Any, path: Any) -> dict[str, Any]:
         procedure = _plain(dump(), f"predictor `{name}` procedure", path)
     elif getattr(predictor, "procedure", None) is not None:
         raise ArtifactError(path, f"predictor `{name}` has a procedure but no dump_procedure() to save it with")
-    return {"signature": _signature_state(predictor.signature), "demos": demos, "procedure": procedure}
+    # A behavior predictor (honed.Behave) stores its task signature; the procedure (and the step trace
+    # field it implies) travels in `procedure` and is re-applied on load.
+    signature = getattr(predictor, "task_signature", predictor.signature)
+    return {"signature": _signature_state(signature), "demos": demos, "procedure": procedure}
 
 
 def _api_base_host(url: Any) -> str | None:
@@ -495,20 +498,42 @@ def load(path: str | os.PathLike, *, allow_classes: Iterable[str | type] = ()) -
                                       "store; the program's code changed since it was saved")
     for name, state in spec.predictors.items():
         predictor = rebuilt[name]
-        _check_fields(name, predictor.signature, state.signature.fields, path)
-        signature = predictor.signature.with_instructions(state.signature.instructions)
+        base = getattr(predictor, "task_signature", predictor.signature)
+        _check_fields(name, base, state.signature.fields, path)
+        signature = base.with_instructions(state.signature.instructions)
         for field in state.signature.fields:
             current = (signature.fields[field.name].json_schema_extra or {}).get("desc")
             if field.desc is not None and field.desc != current:
                 signature = signature.with_updated_fields(field.name, desc=field.desc)
-        predictor.signature = signature
         inputs = list(signature.input_fields)
-        predictor.demos = [dspy.Example(dict(demo)).with_inputs(*(k for k in inputs if k in demo))
-                           for demo in state.demos]
+        demos = [dspy.Example(dict(demo)).with_inputs(*(k for k in inputs if k in demo)) for demo in state.demos]
         if state.procedure is not None:
-            restore = getattr(predictor, "load_procedure", None)
-            if not callable(restore):
-                raise ArtifactError(path, f"predictor `{name}` stores a procedure, but its class "
-                                          f"{type(predictor).__name__} has no load_procedure() to restore it")
-            restore(state.procedure)
+            predictor = _behavior_predictor(program, name, predictor, signature, state.procedure, path)
+        else:
+            predictor.signature = signature
+        predictor.demos = demos
     return program
+
+
+def _behavior_predictor(program: dspy.Module, name: str, predictor: Any, signature: Any, procedure: Any,
+                        path: Any) -> Any:
+    """Re-apply a stored procedure: a `Behave` keeps its own, a plain `Predict` is replaced by a `Behave`
+    over the same task signature (how a behavior compile left it)."""
+    from honed.modules import Behave, Procedure
+    from honed.optimizers.candidates import swap_predictor
+
+    try:
+        parsed = Procedure.model_validate(procedure)
+    except pydantic.ValidationError as exc:
+        raise ArtifactError(path, f"predictor `{name}` procedure is invalid: {_describe_validation_error(exc)}"
+                            ) from None
+    if isinstance(predictor, Behave):
+        predictor.task_signature = signature
+        predictor.set_procedure(parsed)
+        return predictor
+    if type(predictor) is not dspy.Predict:
+        raise ArtifactError(path, f"predictor `{name}` stores a procedure, but its class "
+                                  f"{type(predictor).__name__} cannot follow one")
+    behave = Behave(signature, parsed)
+    swap_predictor(program, name, behave)
+    return behave

@@ -73,7 +73,7 @@ def seed_candidate(program: dspy.Module, examples_by_id: Mapping[str, dspy.Examp
     return Candidate(states)
 
 
-def _swap(program: dspy.Module, name: str, new: Any) -> None:
+def swap_predictor(program: dspy.Module, name: str, new: Any) -> None:
     """Replace the predictor at dotted attribute path `name` (as `named_predictors` spells it)."""
     *parents, last = name.split(".")
     owner: Any = program
@@ -102,7 +102,7 @@ def build(seed: dspy.Module, candidate: Candidate, examples_by_id: Mapping[str, 
             behave = Behave(task_signature.with_instructions(state.instructions),
                             Procedure.model_validate_json(state.procedure))
             behave.demos = demos + [dspy.Example(**json.loads(d)) for d in state.worked_demos]
-            _swap(program, name, behave)
+            swap_predictor(program, name, behave)
             continue
         if hasattr(predictor, "set_task_instructions"):
             predictor.set_task_instructions(state.instructions)
