@@ -158,3 +158,12 @@ def test_behavior_program_round_trips_through_an_artifact(cache_dir, tmp_path):
     assert loaded.predict.signature.instructions == compiled.predict.signature.instructions
     examples = data(6, offset=200)
     assert [loaded(**e.inputs()).sentiment for e in examples] == [compiled(**e.inputs()).sentiment for e in examples]
+
+
+def test_behave_caps_max_tokens_by_procedure_length(cache_dir):
+    lm = ScriptedLM(lambda m, s: {"steps": ["a", "b", "c"], "sentiment": "positive"})
+    honed.configure(model=lm, cache_dir=cache_dir)
+    behave = Behave(dspy.Signature("sentence -> sentiment", "Classify."), Procedure.from_texts(["x", "y", "z"]))
+    behave(sentence="fine")
+    assert lm.history[-1]["kwargs"]["max_tokens"] == behave.config["max_tokens"] < 512
+    assert Behave(dspy.Signature("a -> b"), Procedure.from_texts(["x", "y"]), max_tokens=9).config["max_tokens"] == 9

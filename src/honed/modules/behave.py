@@ -15,6 +15,7 @@ import pydantic
 from honed.modules.procedure import STEP_TEXT_LIMIT, Procedure
 
 STEPS_FIELD = "steps"
+ANSWER_TOKENS = 160
 
 
 def behavior_signature(task_signature: type[dspy.Signature], procedure: Procedure | None) -> type[dspy.Signature]:
@@ -46,11 +47,19 @@ class Behave(dspy.Predict):
         task = dspy.ensure_signature(signature)
         super().__init__(behavior_signature(task, procedure), **config)
         self.task_signature = task
-        self.procedure = procedure
+        self._own_max_tokens = "max_tokens" in config
+        self.set_procedure(procedure)
 
     def set_procedure(self, procedure: Procedure | None) -> None:
         self.procedure = procedure
         self.signature = behavior_signature(self.task_signature, procedure)
+        if not self._own_max_tokens:
+            # A small model told to write steps may keep writing in a free-text answer field: cap the
+            # call at what the steps (each at most STEP_TEXT_LIMIT characters) plus a short answer need.
+            if procedure is None:
+                self.config.pop("max_tokens", None)
+            else:
+                self.config["max_tokens"] = len(procedure.steps) * (STEP_TEXT_LIMIT // 3) + ANSWER_TOKENS
 
     def set_task_instructions(self, instructions: str) -> None:
         self.task_signature = self.task_signature.with_instructions(instructions)
