@@ -180,3 +180,15 @@ def test_multi_predictor_compile_reflects_on_the_blamed_predictor(cache_dir, tmp
     assert claims and all(c["predictor"] == "extract" for c in claims)
     assert compiled.extract.signature.instructions == "Pick the adjective."
     assert compiled.classify.signature.instructions == "Classify the keyword."
+
+
+def test_a_request_for_n_completions_costs_n():
+    from honed.optimizers.budget import BudgetExhausted, CallBudget
+
+    budget = CallBudget(5)
+    budget.observe("a", hit=False, cost=3)
+    budget.observe("a", hit=False, cost=3)  # a repeated request is free
+    with pytest.raises(BudgetExhausted):
+        budget.observe("b", hit=True, cost=3)
+    budget.observe("c", hit=True, cost=2)
+    assert (budget.used, budget.paid) == (5, 3)

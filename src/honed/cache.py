@@ -65,7 +65,8 @@ class HonedCache(Cache):
         result = super().get(request, ignored_args_for_cache_key)
         budget = dspy.settings.get("honed_budget")
         if budget is not None:  # a compile is counting requests; it may refuse this one
-            budget.observe(self.cache_key(request, ignored_args_for_cache_key), hit=result is not None)
+            budget.observe(self.cache_key(request, ignored_args_for_cache_key), hit=result is not None,
+                           cost=max(1, int(request.get("n") or 1)))
         model, _ = _request_model(request)
         with self._counts_lock:
             counts = self._counts.setdefault(str(model), CacheCounts())

@@ -14,6 +14,8 @@ COMPILE_EPILOG = """examples:
   honed compile sentiment --optimizer reflective --budget 600 --seed 0 --out sentiment.json
   honed compile --train my.train.jsonl --test my.test.jsonl --optimizer reflective --out my.json --json
   honed compile sentiment --optimizer reflective --optimizer-model openai/gpt-4o-mini --out s.json
+  honed compile first_word_letter --optimizer behavior --budget 600 --out fwl.json
+  honed compile first_word_letter --optimizer behavior --no-demonstrations --out fwl-ablation.json
 
 The compile writes a run directory (default: under the cache directory, named by what is compiled):
 its ledger is the log and the resume point. Running the same command again resumes a killed compile,
@@ -26,7 +28,8 @@ def add_parsers(commands: Any, model_options: Callable, positive_int: Callable, 
     comp = commands.add_parser("compile", help="compile a task's program with an optimizer into an artifact",
                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=COMPILE_EPILOG)
     task_options(comp)
-    comp.add_argument("--optimizer", required=True, help="optimizer name: reflective")
+    comp.add_argument("--optimizer", required=True,
+                      help="reflective, behavior, or DSPy's labeled, bootstrap, copro, mipro, gepa, simba")
     comp.add_argument("--budget", type=positive_int, default=600, help="model calls the compile may make")
     comp.add_argument("--seed", type=int, default=0, help="seed for splits and sampling (default 0)")
     comp.add_argument("--out", required=True, help="artifact file to write (JSON)")
@@ -34,6 +37,8 @@ def add_parsers(commands: Any, model_options: Callable, positive_int: Callable, 
     comp.add_argument("--train-size", type=positive_int, default=200, help="training examples (default 200)")
     comp.add_argument("--val-size", type=positive_int, default=50, help="validation examples (default 50)")
     comp.add_argument("--optimizer-model", help="litellm model string the optimizer reflects with")
+    comp.add_argument("--no-demonstrations", action="store_true",
+                      help="behavior optimizer only: no worked demonstrations (the paper's ablation)")
     comp.add_argument("--json", action="store_true", help="print one JSON object")
     model_options(comp)
 
@@ -48,10 +53,16 @@ def add_parsers(commands: Any, model_options: Callable, positive_int: Callable, 
 def cmd_compile(args: argparse.Namespace, task: Any, settings: Any) -> int:
     from honed.artifact import program_hash, save
     from honed.compiling import compile_task
+    from honed.errors import ConfigError
 
+    options = {}
+    if args.no_demonstrations:
+        if args.optimizer != "behavior":
+            raise ConfigError("--no-demonstrations applies to --optimizer behavior only")
+        options["demonstrations"] = False
     outcome = compile_task(task, args.optimizer, budget=args.budget, seed=args.seed, run_dir=args.run_dir,
                            train_size=args.train_size, val_size=args.val_size, cache_dir=settings.cache_dir,
-                           progress=False if args.json else None)
+                           progress=False if args.json else None, **options)
     provenance = {key: value for key, value in outcome.summary.items() if key != "candidate"}
     written = save(outcome.program, args.out, provenance=provenance)
     summary = {**provenance, "artifact": str(args.out), "program_hash": program_hash(written),
@@ -62,11 +73,17 @@ def cmd_compile(args: argparse.Namespace, task: Any, settings: Any) -> int:
     rate = summary.get("verification_rate")
     print(f"compiled {task.name} with {args.optimizer}: validation {summary['baseline_val_score']:.3f} -> "
           f"{summary['val_score']:.3f}")
-    if rate is not None:
-        print(f"  reflections: {summary['claims']} claims, {summary['claims_held']} held when verified "
-              f"(verification rate {rate:.0%})")
-    print(f"  budget {summary['budget_used']}/{summary['budget']} requests, {summary['lm_calls']} model calls "
-          f"(the rest were cache hits), stopped: {summary['stop_reason']}")
+    if "claims" in summary:
+        print(f"  reflections: {summary['claims']} claims, {summary['claims_held']} held when verified"
+              + (f" (verification rate {rate:.0%})" if rate is not None else ""))
+    if "edits" in summary:
+        steps = ", ".join(f"{s['step']}: {s['best_val_score']:.3f}" for s in summary.get("step_scores", []))
+        print(f"  step edits: {summary['edits']}, {summary['edits_held']} held; best validation by step: {steps}")
+        following = ", ".join(f"{k} {v:.0%}" for k, v in summary.get("following", {}).items())
+        if following:
+            print(f"  following rate per step: {following}")
+    print(f"  budget {summary.get('budget_used')}/{summary.get('budget')} requests, {summary.get('lm_calls')} "
+          f"model calls (the rest were cache hits), stopped: {summary.get('stop_reason')}")
     print(f"  artifact {args.out}; run dir {summary['run_dir']}")
     print(f"  next: honed eval {task.name} --artifact {args.out}   |   honed report {summary['run_dir']}")
     return 0

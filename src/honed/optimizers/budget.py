@@ -40,11 +40,8 @@ class CallBudget:
         self.limit = limit
         self._seen: set[str] = set()
         self._lock = threading.Lock()
-        self.paid = 0  # requests the cache could not answer (provider calls)
-
-    @property
-    def used(self) -> int:
-        return len(self._seen)
+        self.used = 0  # generations of distinct requests (a request asking for n completions costs n)
+        self.paid = 0  # of those, generations the cache could not answer (provider calls)
 
     @property
     def remaining(self) -> int:
@@ -54,16 +51,17 @@ class CallBudget:
         """Whether `calls` more distinct requests fit (an upper bound the caller projects)."""
         return self.used + calls <= self.limit
 
-    def observe(self, key: str, hit: bool) -> None:
-        """Called by the cache for each request, before any provider call."""
+    def observe(self, key: str, hit: bool, cost: int = 1) -> None:
+        """Called by the cache for each request, before any provider call; `cost` is its `n`."""
         with self._lock:
             if key in self._seen:
                 return
-            if len(self._seen) >= self.limit:
+            if self.used + cost > self.limit:
                 raise BudgetExhausted(f"the call budget of {self.limit} model calls is spent")
             self._seen.add(key)
+            self.used += cost
             if not hit:
-                self.paid += 1
+                self.paid += cost
 
     @contextlib.contextmanager
     def scope(self) -> Iterator[CallBudget]:
