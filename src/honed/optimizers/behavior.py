@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,18 +28,15 @@ from typing import Any
 import dspy
 from dspy.teleprompt import Teleprompter
 
-from honed.config import make_lm, optimizer_lm
 from honed.errors import ConfigError, ModelRequestBlocked, find_cause
 from honed.evaluate import ExampleResult, run_example
 from honed.modules import Behave, Procedure, Step
 from honed.modules.behave import STEPS_FIELD
 from honed.optimizers.attribution import gold_labels
-from honed.optimizers.budget import BudgetExhausted, CallBudget
+from honed.optimizers.budget import BudgetExhausted
 from honed.optimizers.candidates import Candidate, PredictorState, example_id, seed_candidate
-from honed.optimizers.ledger import RunLedger
-from honed.optimizers.run import CompileRun
+from honed.optimizers.run import CompileRun, open_compile
 from honed.optimizers.search import CandidateSearch
-from honed.optimizers.splits import content_hash, split_train_val
 from honed.programs.metrics import normalize
 from honed.signatures.behavior import DraftProcedure, FixStep, reference_signature
 
@@ -117,20 +113,9 @@ class BehaviorOptimizer(Teleprompter):
     def compile(self, student: dspy.Module, *, trainset: Sequence[dspy.Example], teacher: Any = None,
                 valset: Sequence[dspy.Example] | None = None, run_dir: str | Path | None = None,
                 **kwargs: Any) -> dspy.Module:
-        if not trainset:
-            raise ConfigError("BehaviorOptimizer needs a non-empty trainset")
-        trainset, valset = split_train_val(trainset, valset, seed=self.seed)
-        opt_lm = (optimizer_lm() if self.optimizer_model is None else
-                  make_lm(self.optimizer_model) if isinstance(self.optimizer_model, str) else self.optimizer_model)
-        settings = {**self.settings(), "task_model": getattr(dspy.settings.lm, "model", None),
-                    "optimizer_model": getattr(opt_lm, "model", None),
-                    "train_hash": content_hash(trainset), "val_hash": content_hash(valset)}
-        ledger = RunLedger(run_dir or tempfile.mkdtemp(prefix="honed-run-"), settings)
-        order = [name for name, _ in student.named_predictors()]
-        run = CompileRun(budget=CallBudget(self.budget), ledger=ledger, metric=self.metric, predictors=len(order),
-                         progress=self.progress, num_threads=self.num_threads)
+        run, train, val, opt_lm, order = open_compile(self, student, trainset, valset, run_dir)
         try:
-            return _BehaviorCompile(self, run, student, list(trainset), list(valset), opt_lm, order).execute()
+            return _BehaviorCompile(self, run, student, train, val, opt_lm, order).execute()
         finally:
             run.close()
 

@@ -40,13 +40,12 @@ from typing import Any
 import dspy
 from dspy.teleprompt import Teleprompter
 
-from honed.config import optimizer_lm
 from honed.errors import ConfigError, ModelRequestBlocked, find_cause
 from honed.evaluate import score_of
 from honed.optimizers.budget import BudgetExhausted, CallBudget
 from honed.optimizers.candidates import Candidate, PredictorState, example_id
 from honed.optimizers.ledger import RunLedger
-from honed.optimizers.run import CompileRun
+from honed.optimizers.run import CompileRun, resolve_optimizer_lm
 from honed.optimizers.splits import content_hash, split_train_val
 
 DSPY_OPTIMIZERS: dict[str, str] = {
@@ -408,13 +407,7 @@ class DSPyOptimizer(Teleprompter):
         return {**planned, **self.overrides}
 
     def _optimizer_lm(self) -> dspy.BaseLM:
-        if self.optimizer_model is None:
-            return optimizer_lm()
-        if isinstance(self.optimizer_model, str):
-            from honed.config import make_lm
-
-            return make_lm(self.optimizer_model)
-        return self.optimizer_model
+        return resolve_optimizer_lm(self.optimizer_model)
 
     def compile(self, student: dspy.Module, *, trainset: Sequence[dspy.Example], teacher: Any = None,
                 valset: Sequence[dspy.Example] | None = None, run_dir: str | Path | None = None,

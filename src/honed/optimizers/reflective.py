@@ -14,7 +14,6 @@ reflections change what the target model does.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,16 +21,12 @@ from typing import Any
 import dspy
 from dspy.teleprompt import Teleprompter
 
-from honed.config import optimizer_lm
 from honed.errors import ConfigError
 from honed.evaluate import ExampleResult
 from honed.optimizers.attribution import attribute, gold_labels
-from honed.optimizers.budget import CallBudget
 from honed.optimizers.candidates import Candidate, PredictorState, build, example_id, seed_candidate
-from honed.optimizers.ledger import RunLedger
-from honed.optimizers.run import CompileRun
+from honed.optimizers.run import CompileRun, open_compile
 from honed.optimizers.search import CandidateSearch
-from honed.optimizers.splits import content_hash, split_train_val
 from honed.programs.metrics import normalize
 from honed.signatures.reflect import ProposeFix
 
@@ -87,31 +82,11 @@ class ReflectiveRefine(Teleprompter):
     def compile(self, student: dspy.Module, *, trainset: Sequence[dspy.Example], teacher: Any = None,
                 valset: Sequence[dspy.Example] | None = None, run_dir: str | Path | None = None,
                 **kwargs: Any) -> dspy.Module:
-        if not trainset:
-            raise ConfigError("ReflectiveRefine needs a non-empty trainset")
-        trainset, valset = split_train_val(trainset, valset, seed=self.seed)
-        opt_lm = self._optimizer_lm()
-        task_lm = dspy.settings.lm
-        settings = {**self.settings(), "task_model": getattr(task_lm, "model", None),
-                    "optimizer_model": getattr(opt_lm, "model", None),
-                    "train_hash": content_hash(trainset), "val_hash": content_hash(valset)}
-        ledger = RunLedger(run_dir or tempfile.mkdtemp(prefix="honed-run-"), settings)
-        order = [name for name, _ in student.named_predictors()]
-        run = CompileRun(budget=CallBudget(self.budget), ledger=ledger, metric=self.metric, predictors=len(order),
-                         progress=self.progress, num_threads=self.num_threads)
+        run, train, val, opt_lm, order = open_compile(self, student, trainset, valset, run_dir)
         try:
-            return _Compile(self, run, student, list(trainset), list(valset), opt_lm, order).execute()
+            return _Compile(self, run, student, train, val, opt_lm, order).execute()
         finally:
             run.close()
-
-    def _optimizer_lm(self) -> dspy.BaseLM:
-        if self.optimizer_model is None:
-            return optimizer_lm()
-        if isinstance(self.optimizer_model, str):
-            from honed.config import make_lm
-
-            return make_lm(self.optimizer_model)
-        return self.optimizer_model
 
 
 class _Compile(CandidateSearch):

@@ -80,3 +80,35 @@ class CompileRun:
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
+
+
+def resolve_optimizer_lm(model: Any) -> dspy.BaseLM:
+    """The optimizer's model: an LM as given, a litellm string made into one, or the configured default."""
+    from honed.config import make_lm, optimizer_lm
+
+    if model is None:
+        return optimizer_lm()
+    return make_lm(model) if isinstance(model, str) else model
+
+
+def open_compile(optimizer: Any, student: dspy.Module, trainset: Sequence[dspy.Example],
+                 valset: Sequence[dspy.Example] | None, run_dir: Any
+                 ) -> tuple[CompileRun, list[dspy.Example], list[dspy.Example], dspy.BaseLM, list[str]]:
+    """Everything a honed optimizer's compile starts with: splits, optimizer model, ledger, budget, run."""
+    import tempfile
+
+    from honed.errors import ConfigError
+    from honed.optimizers.splits import content_hash, split_train_val
+
+    if not trainset:
+        raise ConfigError(f"{type(optimizer).__name__} needs a non-empty trainset")
+    train, val = split_train_val(trainset, valset, seed=optimizer.seed)
+    opt_lm = resolve_optimizer_lm(optimizer.optimizer_model)
+    settings = {**optimizer.settings(), "task_model": getattr(dspy.settings.lm, "model", None),
+                "optimizer_model": getattr(opt_lm, "model", None),
+                "train_hash": content_hash(train), "val_hash": content_hash(val)}
+    ledger = RunLedger(run_dir or tempfile.mkdtemp(prefix="honed-run-"), settings)
+    order = [name for name, _ in student.named_predictors()]
+    run = CompileRun(budget=CallBudget(optimizer.budget), ledger=ledger, metric=optimizer.metric,
+                     predictors=len(order), progress=optimizer.progress, num_threads=optimizer.num_threads)
+    return run, list(train), list(val), opt_lm, order
