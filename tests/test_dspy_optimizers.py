@@ -12,6 +12,7 @@ import importlib.util
 
 import dspy
 import pytest
+from films import data, program
 
 import honed
 from honed.optimizers import read_ledger
@@ -26,17 +27,6 @@ RUNNABLE = [pytest.param(name, marks=NEEDS_OPTUNA) if name == "mipro" else name 
 CAREFUL = "Be careful with negative words."
 SUMMARY_KEYS = {"optimizer", "baseline_val_score", "val_score", "budget", "budget_used", "lm_calls", "stop_reason",
                 "run_dir", "cache_hits", "verification_rate"}
-
-
-def data(n: int, offset: int = 0) -> list[dspy.Example]:
-    return [dspy.Example(id=f"e{i}", sentence=f"{'bad' if i % 2 else 'good'} film number {i}",
-                         sentiment="negative" if i % 2 else "positive").with_inputs("sentence")
-            for i in range(offset, offset + n)]
-
-
-def program() -> honed.Classify:
-    return honed.Classify(["positive", "negative"], input_field="sentence", output_field="sentiment",
-                          instructions="Classify.")
 
 
 def world(counter: list, *, proposal: object = CAREFUL, demos_hurt: bool = False):
