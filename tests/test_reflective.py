@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dspy
 import pytest
+from films import data, program
 
 import honed
 from honed.cache import HonedCache
@@ -15,17 +16,6 @@ from honed.testing import ScriptedLM
 
 class Killed(BaseException):
     """Stands in for kill -9: not an Exception, so nothing on the way up catches it."""
-
-
-def data(n: int, offset: int = 0) -> list[dspy.Example]:
-    return [dspy.Example(id=f"e{i}", sentence=f"{'bad' if i % 2 else 'good'} film number {i}",
-                         sentiment="negative" if i % 2 else "positive").with_inputs("sentence")
-            for i in range(offset, offset + n)]
-
-
-def program() -> honed.Classify:
-    return honed.Classify(["positive", "negative"], input_field="sentence", output_field="sentiment",
-                          instructions="Classify.")
 
 
 def world(new_instruction: str = "Be careful with negative words.", good_words: tuple[str, ...] = ("careful",),
@@ -187,8 +177,19 @@ def test_a_request_for_n_completions_costs_n():
 
     budget = CallBudget(5)
     budget.observe("a", hit=False, cost=3)
-    budget.observe("a", hit=False, cost=3)  # a repeated request is free
+    budget.observe("a", hit=True, cost=3)  # a repeat the cache answers is free
     with pytest.raises(BudgetExhausted):
         budget.observe("b", hit=True, cost=3)
     budget.observe("c", hit=True, cost=2)
     assert (budget.used, budget.paid) == (5, 3)
+
+
+def test_a_repeat_that_misses_the_cache_is_charged():
+    from honed.optimizers.budget import BudgetExhausted, CallBudget
+
+    budget = CallBudget(2)
+    budget.observe("a", hit=False)
+    budget.observe("a", hit=False)  # still in flight elsewhere: this one reaches the provider too
+    assert (budget.used, budget.paid) == (2, 2)
+    with pytest.raises(BudgetExhausted):
+        budget.observe("a", hit=False)

@@ -54,7 +54,9 @@ class CallBudget:
     def observe(self, key: str, hit: bool, cost: int = 1) -> None:
         """Called by the cache for each request, before any provider call; `cost` is its `n`."""
         with self._lock:
-            if key in self._seen:
+            # A repeat is free when the cache answers it; a repeat that misses (the first request is
+            # still in flight on another thread, or failed) reaches the provider and is charged again.
+            if key in self._seen and hit:
                 return
             if self.used + cost > self.limit:
                 raise BudgetExhausted(f"the call budget of {self.limit} model calls is spent")
