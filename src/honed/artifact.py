@@ -47,6 +47,7 @@ import pydantic
 
 from honed.errors import ArtifactError
 from honed.programs.classify import Classify
+from honed.programs.pipeline import MultipleChoice, ReasonThenAnswer
 from honed.programs.transform import Transform
 
 SCHEMA_VERSION = 1
@@ -85,6 +86,8 @@ def registered_programs() -> list[str]:
 
 register_program(Classify)
 register_program(Transform)
+register_program(ReasonThenAnswer)
+register_program(MultipleChoice)
 
 
 # ---------------------------------------------------------------------------------------------- types

@@ -77,7 +77,8 @@ def _task_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task", nargs="?", help="bundled task name (sentiment, first_word_letter, ...) or bbh/<name>")
     parser.add_argument("--train", help="training JSONL file (fields: input, output, optional answers)")
     parser.add_argument("--test", help="test JSONL file (same fields)")
-    parser.add_argument("--program", choices=["classify", "transform"], help="override the program choice")
+    parser.add_argument("--program", choices=["classify", "transform", "pipeline"],
+                        help="override the program: one predictor (classify/transform) or reason -> answer (pipeline)")
     parser.add_argument("--bbh-dir", help="folder of BIG-Bench Hard JSON files for bbh/<name> tasks")
 
 

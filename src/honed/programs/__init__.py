@@ -2,8 +2,9 @@
 
 from honed.programs.classify import Classify
 from honed.programs.metrics import ExactMatch, normalize
+from honed.programs.pipeline import MultipleChoice, ReasonThenAnswer
 from honed.programs.tasks import Task, bundled_task_names, load_bbh_task, load_task, task_from_files
 from honed.programs.transform import Transform
 
-__all__ = ["Classify", "ExactMatch", "Task", "Transform", "bundled_task_names", "load_bbh_task", "load_task",
-           "normalize", "task_from_files"]
+__all__ = ["Classify", "ExactMatch", "MultipleChoice", "ReasonThenAnswer", "Task", "Transform",
+           "bundled_task_names", "load_bbh_task", "load_task", "normalize", "task_from_files"]

@@ -20,9 +20,10 @@ from honed.errors import ConfigError
 from honed.programs.classify import Classify
 from honed.programs.loaders import read_bbh, read_jsonl, to_examples
 from honed.programs.metrics import ExactMatch
+from honed.programs.pipeline import ReasonThenAnswer
 from honed.programs.transform import Transform
 
-ProgramKind = Literal["classify", "transform"]
+ProgramKind = Literal["classify", "transform", "pipeline"]
 MAX_CLASSIFICATION_LABELS = 10
 
 
@@ -71,6 +72,7 @@ class Task:
     instructions: str
     kind: ProgramKind
     labels: list[str] | None = None
+    two_stage: bool = False  # reason -> answer (`ReasonThenAnswer`) instead of one predictor
     metric: Callable = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
@@ -79,6 +81,10 @@ class Task:
 
     def program(self) -> dspy.Module:
         """A fresh, uncompiled program for this task."""
+        if self.two_stage:
+            return ReasonThenAnswer(input_field=self.input_field, output_field=self.output_field,
+                                    labels=self.labels if self.kind == "classify" else None,
+                                    instructions=self.instructions)
         if self.kind == "classify":
             return Classify(self.labels or [], input_field=self.input_field, output_field=self.output_field,
                             instructions=self.instructions)
@@ -113,6 +119,8 @@ def _build(name: str, train_rows: list[dict], test_rows: list[dict], spec: TaskS
            program: ProgramKind | None) -> Task:
     outputs = [r["output"] for r in train_rows]
     kind, labels = choose_kind(outputs)
+    if program == "pipeline" and kind == "classify":
+        labels = _labels_or_fail(outputs, name)
     if program == "classify":
         kind, labels = "classify", _labels_or_fail(outputs, name)
     elif program == "transform":
@@ -127,7 +135,7 @@ def _build(name: str, train_rows: list[dict], test_rows: list[dict], spec: TaskS
         train=to_examples(train_rows, input_field=spec.input_field, output_field=spec.output_field),
         test=to_examples(test_rows, input_field=spec.input_field, output_field=spec.output_field),
         input_field=spec.input_field, output_field=spec.output_field, instructions=instructions,
-        kind=kind, labels=labels,
+        kind=kind, labels=labels, two_stage=program == "pipeline",
     )
 
 

@@ -42,3 +42,13 @@ def transformation_signature(*, input_field: str = "text", output_field: str = "
         raise ConfigError(f"input and output fields must differ, both are {input_field!r}")
     text = instructions or f"Given the {input_field}, write the {output_field}."
     return dspy.Signature({input_field: (str, dspy.InputField()), output_field: (str, dspy.OutputField())}, text)
+
+
+def reasoning_signature(*, input_field: str = "text", task: str | None = None) -> type[dspy.Signature]:
+    """`input_field: str -> reasoning: str`: the first stage of a reason-then-answer program."""
+    _check_name(input_field, "input")
+    if input_field == "reasoning":
+        raise ConfigError("the input field of a reasoning step cannot be named 'reasoning'")
+    goal = f" The task: {task}" if task else ""
+    text = f"Think about the {input_field} step by step in one or two short sentences. Do not answer yet.{goal}"
+    return dspy.Signature({input_field: (str, dspy.InputField()), "reasoning": (str, dspy.OutputField())}, text)
