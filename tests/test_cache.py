@@ -70,3 +70,15 @@ def test_memory_only_cache_writes_nothing(tmp_path):
     assert settings.cache_dir is None
     assert _program()(word="goose").plural == "geese"
     assert not (tmp_path / "unused").exists()
+
+
+def test_tokens_are_counted_the_same_whether_paid_or_served_from_the_cache(cache_dir):
+    lm = ScriptedLM(lambda messages, schema: {"plural": "mice"})
+    honed.configure(model=lm, cache_dir=cache_dir)
+    cache = honed.current_cache()
+    _program()(word="mouse")
+    paid = cache.tokens()
+    assert paid > 0
+    _program()(word="mouse")  # a hit: DSPy clears `usage` on what it serves, the count must not
+    assert len(lm.engine.calls) == 1
+    assert cache.tokens() == 2 * paid

@@ -3,7 +3,8 @@
 DSPy keys a response on the request with `api_base` removed and the model reduced to its string, so
 a different GGUF file under the same name, or another server behind the same model string, would be
 served stale answers. `HonedCache` adds the model's identity (file hash or endpoint) to every key and
-counts hits and misses per model. It is the only place honed changes DSPy's caching.
+counts hits and misses per model, and the tokens of every answer it stores or serves. It is the only
+place honed changes DSPy's caching.
 """
 
 from __future__ import annotations
@@ -30,6 +31,20 @@ class CacheCounts:
     misses: int = 0
 
 
+def usage_tokens(value: Any) -> int:
+    """Prompt + completion tokens of a response (litellm's `usage` or DSPy's lm15 `Usage`), 0 if unknown."""
+    usage = value.get("usage") if isinstance(value, dict) else getattr(value, "usage", None)
+    if not usage:
+        return 0
+
+    def read(name: str) -> int:
+        found = usage.get(name) if isinstance(usage, dict) else getattr(usage, name, None)
+        return int(found or 0)
+
+    return (read("total_tokens") or read("prompt_tokens") + read("completion_tokens")
+            or read("input_tokens") + read("output_tokens"))
+
+
 def _request_model(request: dict[str, Any]) -> tuple[str | None, str | None]:
     """The model string and endpoint of a cache request (legacy dict or DSPy's typed Request form)."""
     inner = request.get("request")
@@ -52,6 +67,7 @@ class HonedCache(Cache):
         self.directory = Path(directory) if directory is not None else None
         self._counts_lock = threading.Lock()
         self._counts: dict[str, CacheCounts] = {}
+        self._tokens = 0
 
     def cache_key(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> str:
         model, endpoint = _request_model(request)
@@ -75,6 +91,27 @@ class HonedCache(Cache):
             else:
                 counts.hits += 1
         return result
+
+    def put(self, request: dict[str, Any], value: Any, ignored_args_for_cache_key: list[str] | None = None,
+            enable_memory_cache: bool = True) -> None:
+        self._add_tokens(value)
+        super().put(request, value, ignored_args_for_cache_key, enable_memory_cache)
+
+    def _prepare_cached_response(self, response: Any) -> Any:
+        # DSPy clears `usage` on the copy it serves from the cache; read the stored usage first so that a
+        # warm rerun reports the same token count as the cold run that paid for it.
+        self._add_tokens(response)
+        return super()._prepare_cached_response(response)
+
+    def _add_tokens(self, value: Any) -> None:
+        tokens = usage_tokens(value)
+        with self._counts_lock:
+            self._tokens += tokens
+
+    def tokens(self) -> int:
+        """Tokens (prompt + completion) of every answer stored or served so far, all models."""
+        with self._counts_lock:
+            return self._tokens
 
     def counts(self, model: str | None = None) -> CacheCounts:
         """Hits and misses so far, for one model string or summed over all."""
