@@ -63,6 +63,33 @@ class ModelRequestBlocked(HonedError):
         super().__init__(message)
 
 
+class ProviderUnavailable(HonedError):
+    """The model provider cannot be reached at all (connection refused, DNS failure, server gone).
+
+    Unlike a failed answer, which is counted and the compile goes on, this stops a compile: the ledger
+    and cache keep everything done so far, and the same command resumes once the provider is back.
+    """
+
+    def __init__(self, model: str | None, problem: str):
+        self.model = model
+        self.problem = problem
+        super().__init__(f"model provider for {model or 'the model'} is unreachable: {problem}. Nothing is lost: "
+                         "start it again and rerun the same command to resume.")
+
+
+class ContextLengthExceeded(HonedError):
+    """A prompt does not fit the model's context window. Carries HTTP status 400: never retried."""
+
+    status_code = 400
+
+    def __init__(self, model: str | None, prompt_tokens: int, context: int):
+        self.model = model
+        self.prompt_tokens = prompt_tokens
+        self.context = context
+        super().__init__(f"the prompt is {prompt_tokens} tokens but {model or 'the model'} holds {context}; "
+                         "shorten the input (or the demonstrations), or use a model with a longer context")
+
+
 def find_cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
     """The first exception of type `kind` in `error`'s cause chain (DSPy and litellm wrap errors twice)."""
     seen: set[int] = set()
