@@ -26,7 +26,16 @@ from honed.evaluate import EvalReport, evaluate  # noqa: E402
 from honed.models import DEFAULT_MODEL, register_gguf_provider  # noqa: E402
 from honed.modules import Behave, Procedure, Step  # noqa: E402
 from honed.optimizers import BehaviorOptimizer, ReflectiveRefine  # noqa: E402
-from honed.programs import Classify, ExactMatch, Task, Transform, load_task, task_from_files  # noqa: E402
+from honed.programs import (  # noqa: E402
+    Classify,
+    ExactMatch,
+    MultipleChoice,
+    ReasonThenAnswer,
+    Task,
+    Transform,
+    load_task,
+    task_from_files,
+)
 
 register_gguf_provider()
 
@@ -35,7 +44,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ArtifactError", "Behave", "BehaviorOptimizer", "Classify", "ConfigError", "DEFAULT_MODEL", "DatasetError",
     "EvalReport", "ExactMatch", "HonedAdapter", "HonedCache", "HonedError", "ModelNotFoundError",
-    "ModelRequestBlocked", "Procedure", "ReflectiveRefine", "SchemaError", "Step", "Task", "Transform", "configure",
-    "current_cache", "evaluate", "load", "load_task", "make_lm", "optimizer_lm", "register_program", "save",
-    "task_from_files",
+    "ModelRequestBlocked", "MultipleChoice", "Procedure", "ReasonThenAnswer", "ReflectiveRefine", "SchemaError",
+    "Step", "Task", "Transform", "configure", "current_cache", "evaluate", "load", "load_task", "make_lm",
+    "optimizer_lm", "register_program", "save", "task_from_files",
 ]
