@@ -9,6 +9,8 @@ mailed, archived or opened offline. Every value shown comes from the ledger as w
 is HTML-escaped. Record kinds the report does not know are listed as they are, so ledgers written by
 newer optimizers still render; any record carrying a `following` dict (step id -> fraction of runs
 that followed the step) adds a per-step following-rate table.
+
+The pages of `honed diagnose` results are in `honed.diagnose.html`, built with the helpers here.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 from honed.errors import ConfigError, HonedError
 from honed.optimizers.ledger import LEDGER_FILE, SETTINGS_FILE, read_ledger
 
-__all__ = ["build_report", "write_report"]
+__all__ = ["build_report", "run_dir_of", "write_report"]
 
 KNOWN_KINDS = ("validate", "candidate", "minibatch", "claim", "verify", "final")
 _COMMON_KEYS = ("step", "kind", "budget_used", "paid_calls", "elapsed_s")
@@ -71,6 +73,18 @@ def write_report(source: str | Path, out_path: str | Path | None = None) -> Path
     except OSError as exc:
         raise ConfigError(f"cannot write the report to {target}: {exc}") from exc
     return target
+
+
+def run_dir_of(source: str | Path) -> Path:
+    """The run directory `source` names: itself, the folder of a `ledger.jsonl`, or an artifact's provenance run."""
+    kind, path, payload = _resolve_source(Path(source))
+    if kind == "run":
+        return path
+    run_dir = _artifact_run_dir(path, payload)
+    if run_dir is None:
+        raise ConfigError(f"{path}: the artifact's provenance names no run directory that exists here; "
+                          "pass the run directory itself")
+    return run_dir
 
 
 # ---------------------------------------------------------------------------------------------- sources
@@ -701,3 +715,4 @@ def _artifact_page(path: Path, data: Mapping[str, Any]) -> str:
             f"<p class=\"muted\">{note}</p></header><section id=\"artifact\"><h2>Saved program</h2>"
             f"{_artifact_body(data)}</section>")
     return _page(title, body)
+

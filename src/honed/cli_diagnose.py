@@ -1,0 +1,131 @@
+"""`honed diagnose`: ask any optimizer the two questions of Ma et al. (2024).
+
+- `honed diagnose reflection TASK --optimizer NAME`: plant known causes of error into the task, compile
+  each planted task, and check whether the optimizer's reflections name the cause.
+- `honed diagnose following ARTIFACT_OR_RUN`: for each refinement a compile accepted, did it change what
+  the target does on the examples it targeted?
+
+Kept apart from `honed.cli` so that each command module stays small. Both write `<name>.json` and
+`<name>.html` into `--out`; `--json` prints the result as one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+DIAGNOSE_EPILOG = """examples:
+  honed diagnose reflection sentiment --optimizer reflective --budget 300 --out diag/
+  honed diagnose reflection sentiment --optimizer gepa --plants hidden_rule,distractor --judge-model openai/gpt-4o-mini
+  honed diagnose following ~/.cache/honed/runs/sentiment-reflective-1a2b3c --json
+  honed diagnose following sentiment.json --out diag/
+
+reflection: each plant puts a known cause of error into the task's training data (hidden_rule: a trigger
+word forces one label; format: gold outputs in UPPER CASE; distractor: random label noise, no cause) and
+reports how many of the optimizer's reflections name it. following: reads a compile's ledger.
+"""
+
+
+def add_parsers(commands: Any, model_options: Callable, positive_int: Callable, task_options: Callable) -> None:
+    diag = commands.add_parser("diagnose", help="does an optimizer find planted causes; do its refinements work",
+                               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=DIAGNOSE_EPILOG)
+    which = diag.add_subparsers(dest="diagnosis", metavar="{reflection,following}")
+    which.required = True
+
+    refl = which.add_parser("reflection", help="plant causes of error and check the optimizer's reflections",
+                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=DIAGNOSE_EPILOG)
+    task_options(refl)
+    refl.add_argument("--optimizer", required=True,
+                      help="reflective, behavior, or DSPy's labeled, bootstrap, copro, mipro, gepa, simba")
+    refl.add_argument("--plants", default="hidden_rule,format,distractor",
+                      help="comma-separated plants (default: hidden_rule,format,distractor)")
+    refl.add_argument("--budget", type=positive_int, default=300, help="model calls per planted compile (default 300)")
+    refl.add_argument("--seed", type=int, default=0, help="seed for plants, splits and sampling (default 0)")
+    refl.add_argument("--train-size", type=positive_int, default=200, help="training examples (default 200)")
+    refl.add_argument("--val-size", type=positive_int, default=50, help="validation examples (default 50)")
+    refl.add_argument("--optimizer-model", help="litellm model string the optimizer reflects with")
+    refl.add_argument("--judge-model", help="litellm model string that also judges each reflection (optional)")
+    refl.add_argument("--out", help="folder for reflection.json, reflection.html and the run directories "
+                                    "(default: <cache dir>/diagnoses/<task>-<optimizer>-s<seed>)")
+    refl.add_argument("--json", action="store_true", help="print one JSON object")
+    model_options(refl)
+
+    follow = which.add_parser("following", help="did accepted refinements change what the target does",
+                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog=DIAGNOSE_EPILOG)
+    follow.add_argument("source", help="run directory, its ledger.jsonl, or an artifact whose provenance names one")
+    follow.add_argument("--out", help="folder for following.json and following.html (default: the run directory)")
+    follow.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def cmd_diagnose(args: argparse.Namespace, load_task: Callable[[], Any], configure: Callable[[], Any]) -> int:
+    """Run `honed diagnose`; `load_task` and `configure` are called only by `reflection` (following needs no model)."""
+    if args.diagnosis == "following":
+        return _following(args)
+    from honed.diagnose.reflection import parse_plants
+    from honed.errors import ConfigError
+    from honed.optimizers.registry import OPTIMIZERS
+
+    if args.optimizer not in OPTIMIZERS:  # before loading data or a model
+        raise ConfigError(f"unknown optimizer {args.optimizer!r}; available: {', '.join(sorted(OPTIMIZERS))}")
+    parse_plants(args.plants)
+    return _reflection(args, load_task(), configure())
+
+
+def _reflection(args: argparse.Namespace, task: Any, settings: Any) -> int:
+    from honed.config import default_cache_dir
+    from honed.diagnose import diagnose_reflection, write_diagnosis
+
+    cache_dir = getattr(settings, "cache_dir", None)
+    out = Path(args.out) if args.out else Path(cache_dir or default_cache_dir()) / "diagnoses" / (
+        f"{task.name.replace('/', '_')}-{args.optimizer}-s{args.seed}")
+    result = diagnose_reflection(task, args.optimizer, plants=args.plants, budget=args.budget, seed=args.seed,
+                                 train_size=args.train_size, val_size=args.val_size, judge_model=args.judge_model,
+                                 out_dir=out, cache_dir=cache_dir, progress=False if args.json else None)
+    json_path, html_path = write_diagnosis(result, out)
+    if args.json:
+        print(json.dumps({**result, "json_path": str(json_path), "html_path": str(html_path)}, default=str))
+        return 0
+    print(f"diagnosed the reflections of {args.optimizer} on {task.name} (budget {args.budget} per plant):")
+    for item in result["plants"]:
+        kind = item["plant"]["kind"]
+        if item["scored_against"] == "decoy":
+            rate = item["false_identification_rate"]
+            verdict = f"false identification {_percent(rate)} ({item['naming']}/{item['reflection_count']} name the " \
+                      f"decoy {', '.join(item['keywords']) or '(none)'})"
+        else:
+            verdict = (f"{'identified' if item['identified'] else 'NOT identified'}: {item['naming']}/"
+                       f"{item['reflection_count']} reflections name it ({_percent(item['identification_rate'])})")
+        judge = item.get("judge")
+        judged = f"; judge {judge['naming']}/{judge['verdicts']}" if judge else ""
+        print(f"  {kind}: {verdict}{judged}; {item['calls']['lm_calls']} model calls")
+        print(f"    planted: {item['plant']['description']}")
+    print(f"  wrote {json_path} and {html_path}")
+    return 0
+
+
+def _following(args: argparse.Namespace) -> int:
+    from honed.diagnose import diagnose_following, write_diagnosis
+
+    result = diagnose_following(args.source)
+    json_path, html_path = write_diagnosis(result, Path(args.out) if args.out else Path(result["run_dir"]))
+    if args.json:
+        print(json.dumps({**result, "json_path": str(json_path), "html_path": str(html_path)}, default=str))
+        return 0
+    print(f"following in {result['run_dir']} ({result['optimizer']}):")
+    if result.get("note"):
+        print(f"  {result['note']}")
+    if result.get("supported"):
+        for label, key in (("accepted", "accepted"), ("all verified", "all")):
+            t = result["totals"][key]
+            print(f"  {label}: {t['refinements']} refinements; targeted {t['targeted']}: fixed {t['fixed']}, still "
+                  f"wrong {t['still_wrong']}; passing re-run {t['checked_passing']}: still right {t['still_right']}, "
+                  f"broken {t['broken']}; changed as intended {_percent(t['intended_rate'])}")
+    print(f"  wrote {json_path} and {html_path}")
+    return 0
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"

@@ -1,0 +1,191 @@
+"""The HTML page of a `honed diagnose` result (reflection or following), in the style of `honed report`."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from honed.errors import ConfigError
+from honed.report import _esc, _is_number, _kv_table, _page, _plain_text, _pre, _short, _table
+
+
+def build_diagnosis_report(result: Mapping[str, Any]) -> str:
+    """The HTML page of a `honed diagnose` result (`diagnosis` is "reflection" or "following")."""
+    if not isinstance(result, Mapping):
+        raise ConfigError("a diagnosis result must be a JSON object")
+    if result.get("diagnosis") == "reflection":
+        return _page(f"honed diagnosis: reflection of {result.get('optimizer')} on {result.get('task')}",
+                     _reflection_body(result))
+    if result.get("diagnosis") == "following":
+        return _page(f"honed diagnosis: following in {result.get('run_dir')}", _following_body(result))
+    raise ConfigError(f"unknown diagnosis {result.get('diagnosis')!r}; expected 'reflection' or 'following'")
+
+
+def write_diagnosis_report(result: Mapping[str, Any] | str | Path, out_html: str | Path) -> Path:
+    """Write the page of a diagnosis result (the dict, or the path of its JSON file) to `out_html`."""
+    if isinstance(result, str | Path):
+        try:
+            result = json.loads(Path(result).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{result}: cannot read the diagnosis JSON: {exc}") from None
+    page = build_diagnosis_report(result)  # type: ignore[arg-type]
+    target = Path(out_html)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the diagnosis page to {target}: {exc}") from exc
+    return target
+
+
+def _verdict(value: Any, yes: str = "yes", no: str = "no") -> str:
+    if value is True:
+        return f'<span class="badge ok">{html.escape(yes)}</span>'
+    if value is False:
+        return f'<span class="badge bad">{html.escape(no)}</span>'
+    return '<span class="badge">—</span>'
+
+
+def _rate_text(value: Any) -> str:
+    return f"{value:.0%}" if _is_number(value) else _esc(None)
+
+
+def _facts(items: Iterable[tuple[str, Any]]) -> str:
+    return "<div class=\"facts\">" + "".join(f"<span><b>{html.escape(k)}</b>{_esc(v)}</span>" for k, v in items) \
+        + "</div>"
+
+
+def _reflection_body(result: Mapping[str, Any]) -> str:
+    plants = [p for p in result.get("plants") or [] if isinstance(p, Mapping)]
+    header = ("<header><h1>honed diagnosis: does the reflection find the planted cause?</h1>"
+              "<div class=\"sub\">Each plant puts a known cause of error into the task; the optimizer compiles the "
+              "planted task, and each of its reflections is checked for the words that name the cause, after "
+              "verbatim copies of training inputs are cut out (so an echoed example does not count). The distractor "
+              "has no cause: naming its decoy word is a false identification.</div>"
+              + _facts([("task", result.get("task")), ("optimizer", result.get("optimizer")),
+                        ("seed", result.get("seed")), ("budget per plant", result.get("budget")),
+                        ("train/val", f"{result.get('train_size')}/{result.get('val_size')}"),
+                        ("task model", result.get("task_model")), ("optimizer model", result.get("optimizer_model")),
+                        ("judge model", result.get("judge_model"))]) + "</header>")
+    rows = []
+    for p in plants:
+        plant = p.get("plant") if isinstance(p.get("plant"), Mapping) else {}
+        decoy = p.get("scored_against") == "decoy"
+        judge = p.get("judge") if isinstance(p.get("judge"), Mapping) else None
+        compiled = p.get("compile") if isinstance(p.get("compile"), Mapping) else {}
+        outputs = p.get("optimizer_outputs") if isinstance(p.get("optimizer_outputs"), Mapping) else {}
+        calls = p.get("calls") if isinstance(p.get("calls"), Mapping) else {}
+        falsely = p.get("falsely_identified")
+        verdict = (_verdict(None if falsely is None else not falsely, "no false identification",
+                            "false identification") if decoy
+                   else _verdict(p.get("identified"), "identified", "not identified"))
+        rate = p.get("false_identification_rate") if decoy else p.get("identification_rate")
+        rows.append((
+            f"<a href=\"#plant-{_esc(plant.get('kind'))}\"><code>{_esc(plant.get('kind'))}</code></a>",
+            _esc(plant.get("description")),
+            (", ".join(f"<code>{_esc(k)}</code>" for k in p.get("keywords") or []) or _esc(None))
+            + ("<div class=\"muted\">decoy: chosen as a trigger would be, never used</div>" if decoy else ""),
+            f"{_esc(p.get('naming'))}/{_esc(p.get('reflection_count'))} ({_rate_text(rate)})"
+            f"<div class=\"muted\">{'false identification' if decoy else 'identification'} rate; from the "
+            f"{_esc(p.get('source'))}</div>",
+            verdict,
+            (f"{_esc(judge.get('naming'))}/{_esc(judge.get('verdicts'))} ({_rate_text(judge.get('rate'))})"
+             if judge else _esc(None)),
+            f"{_esc(outputs.get('naming'))}/{_esc(outputs.get('reflections'))} ({_rate_text(outputs.get('rate'))})",
+            f"{_esc(compiled.get('baseline_val_score'))} → {_esc(compiled.get('val_score'))}",
+            f"{_esc(calls.get('lm_calls'))} <span class=\"muted\">(optimizer {_esc(calls.get('optimizer_calls'))})"
+            "</span>",
+        ))
+    summary = ("<section id=\"summary\"><h2>Summary</h2>"
+               + _table(("plant", "planted cause", "keywords", "naming / reflections", "verdict", "judge",
+                         "all optimizer outputs", "validation seed → final", "model calls"), rows)
+               + "</section>")
+    sections = [header, summary]
+    for p in plants:
+        plant = p.get("plant") if isinstance(p.get("plant"), Mapping) else {}
+        details = plant.get("details") if isinstance(plant.get("details"), Mapping) else {}
+        facts = {"planted task": plant.get("planted_task"), "affected training examples":
+                 f"{len(plant.get('affected') or [])} of {plant.get('train_size')}",
+                 "gold outputs changed": len(plant.get("changed") or []),
+                 "decoy keywords": plant.get("decoy_keywords") or None, **details,
+                 **(p.get("compile") if isinstance(p.get("compile"), Mapping) else {})}
+        reflections = [r for r in p.get("reflections") or [] if isinstance(r, Mapping)]
+        r_rows = [(_esc(i), _esc(r.get("kind")), f"<code>{_esc(r.get('step'))}</code>",
+                   _pre(_plain_text(r.get("text"))) + (f"<div class=\"muted\">{_esc(r.get('chars'))} characters in "
+                                                       "full</div>" if (r.get("chars") or 0) > len(
+                                                           str(r.get("text") or "")) else ""),
+                   ", ".join(f"<code>{_esc(k)}</code>" for k in r.get("keyword_hits") or []) or _esc(None),
+                   _verdict(r.get("named"), "names it", "does not"), _verdict(r.get("judge"), "names it", "does not"))
+                  for i, r in enumerate(reflections, start=1)]
+        table = (_table(("#", "kind", "step", "reflection", "keyword hits", "keyword verdict", "judge"), r_rows)
+                 if r_rows else "<p class=\"muted\">The optimizer made no reflection on this task.</p>")
+        sections.append(f"<section id=\"plant-{_esc(plant.get('kind'))}\"><h2>Plant <code>{_esc(plant.get('kind'))}"
+                        f"</code></h2><p>{_esc(plant.get('description'))}</p>"
+                        f"<details><summary>Plant and compile details</summary>{_kv_table(facts)}</details>"
+                        f"<h3>Reflections ({len(reflections)})</h3>{table}</section>")
+    return "\n".join(sections)
+
+
+def _following_body(result: Mapping[str, Any]) -> str:
+    settings = result.get("settings") if isinstance(result.get("settings"), Mapping) else {}
+    header = ("<header><h1>honed diagnosis: do accepted refinements change what the target does?</h1>"
+              f"<div class=\"sub\">Run directory <code>{_esc(result.get('run_dir'))}</code>. Each refinement was "
+              "verified on the examples it targets (all wrong under its parent) and on passing examples re-run as a "
+              "regression check; the counts are the ledger's.</div>"
+              + _facts([("optimizer", result.get("optimizer")),
+                        *[(k, v) for k, v in settings.items() if k != "optimizer"],
+                        ("finished", result.get("finished"))]) + "</header>")
+    parts = [header]
+    if result.get("note"):
+        parts.append(f"<p class=\"muted\">{_esc(result.get('note'))}</p>")
+    totals = result.get("totals") if isinstance(result.get("totals"), Mapping) else {}
+    t_rows = []
+    for label, key in (("accepted (held)", "accepted"), ("all verified", "all")):
+        t = totals.get(key) if isinstance(totals.get(key), Mapping) else {}
+        t_rows.append((html.escape(label), _esc(t.get("refinements")), _esc(t.get("targeted")), _esc(t.get("fixed")),
+                       _esc(t.get("still_wrong")), _esc(t.get("checked_passing")), _esc(t.get("still_right")),
+                       _esc(t.get("broken")), _rate_text(t.get("intended_rate")), _esc(t.get("in_final"))))
+    if result.get("supported", True):
+        parts.append("<section id=\"totals\"><h2>Changed as intended</h2><p>Intended rate = targeted examples fixed "
+                     "/ targeted examples.</p>"
+                     + _table(("refinements", "count", "targeted", "fixed", "still wrong", "passing re-run",
+                               "still right", "broken", "intended rate", "in the final program"), t_rows)
+                     + "</section>")
+    rows = []
+    for r in result.get("refinements") or []:
+        if not isinstance(r, Mapping):
+            continue
+        about = r.get("about") if isinstance(r.get("about"), Mapping) else {}
+        if r.get("kind") == "claim":
+            what = (f"<b>cause:</b> {_esc(about.get('cause'))}"
+                    f"<div><b>instruction:</b> {_esc(about.get('new_instruction'))}</div>")
+        else:
+            what = ", ".join(f"<b>{_esc(k)}:</b> {_esc(v)}" for k, v in about.items()
+                             if k not in ("following_before", "following_after") and v not in (None, ""))
+        following = ""
+        if "following_before" in about:
+            following = f"{_rate_text(about.get('following_before'))} → {_rate_text(about.get('following_after'))}"
+        rows.append((f"<code>{_esc(r.get('step'))}</code>", _esc(r.get("kind")), _esc(r.get("origin")), what,
+                     f"{_esc(r.get('fixed'))} fixed, {_esc(r.get('still_wrong'))} still wrong of "
+                     f"{_esc(r.get('targeted'))}",
+                     f"{_esc(r.get('still_right'))} still right, {_esc(r.get('broken'))} broken of "
+                     f"{_esc(r.get('checked_passing'))}",
+                     _rate_text(r.get("intended_rate")), _verdict(r.get("accepted"), "accepted", "rejected"),
+                     _verdict(r.get("in_final")), following or _esc(None)))
+    if rows:
+        parts.append("<section id=\"refinements\"><h2>Refinements</h2>"
+                     + _table(("step", "kind", "origin", "what it changed", "targeted examples", "passing examples",
+                               "intended rate", "verdict", "in final", "edited step followed (before → after)"), rows)
+                     + "</section>")
+    following = [f for f in result.get("following") or [] if isinstance(f, Mapping)]
+    if following:
+        steps = list(dict.fromkeys(k for f in following if isinstance(f.get("rates"), Mapping) for k in f["rates"]))
+        f_rows = [[f"<code>{_esc(f.get('step'))}</code>", _short(f.get("candidate")),
+                   *[_rate_text((f.get("rates") or {}).get(s)) for s in steps]] for f in following]
+        parts.append("<section id=\"following\"><h2>Per-step following rates</h2><p class=\"muted\">Share of the "
+                     "observed runs in which the target's step output matched the reference execution's.</p>"
+                     + _table(("observed at", "candidate", *[str(s) for s in steps]), f_rows) + "</section>")
+    return "\n".join(parts)
