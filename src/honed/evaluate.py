@@ -2,7 +2,8 @@
 
 Built on DSPy's `ParallelExecutor`; unlike `dspy.Evaluate`, it keeps a record per example and tells a
 parse failure (the model's answer did not fit the signature) apart from other errors. A failing
-example is counted and scored 0; it never stops the evaluation.
+example is counted and scored 0; it never stops the evaluation, unless the error means no later call
+can succeed either (requests blocked, budget spent, provider unreachable): that one stops it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from dspy.utils.exceptions import AdapterParseError
 from dspy.utils.parallelizer import ParallelExecutor
 
 from honed.config import current_cache
-from honed.errors import ModelRequestBlocked, find_cause
+from honed.errors import ModelRequestBlocked, ProviderUnavailable, find_cause
+from honed.models.faults import raise_if_unavailable
 
 
 @dataclass
@@ -78,14 +80,21 @@ def _steps(trace: list, names: dict[int, str]) -> list[StepTrace]:
             for predictor, inputs, prediction in trace]
 
 
+def stops_evaluation(error: BaseException) -> bool:
+    """Whether `error` must stop an evaluation (and a compile) rather than count as one failed example."""
+    from honed.optimizers.budget import BudgetExhausted
+
+    return any(find_cause(error, kind) is not None for kind in (ModelRequestBlocked, BudgetExhausted,
+                                                                  ProviderUnavailable))
+
+
 def run_example(program: dspy.Module, metric: Callable, example: dspy.Example,
                 names: dict[int, str] | None = None) -> ExampleResult:
     """Run one example, keeping each predictor's inputs and outputs; failures are recorded, not raised.
 
-    Errors that must stop the caller (blocked model requests, a spent budget) are re-raised.
+    Errors that must stop the caller (blocked model requests, a spent budget) are re-raised; a provider
+    that cannot be reached raises `ProviderUnavailable`.
     """
-    from honed.optimizers.budget import BudgetExhausted
-
     names = names if names is not None else {id(p): n for n, p in program.named_predictors()}
     trace: list = []
     try:
@@ -96,9 +105,10 @@ def run_example(program: dspy.Module, metric: Callable, example: dspy.Example,
     except AdapterParseError as exc:
         return ExampleResult(example, None, 0.0, f"parse failure: {exc}".splitlines()[0], parse_failure=True,
                              trace=_steps(trace, names))
-    except Exception as exc:  # a failed model call is counted, never fatal
-        if find_cause(exc, ModelRequestBlocked) or find_cause(exc, BudgetExhausted):
+    except Exception as exc:  # a failed model call is counted, unless no later call can succeed either
+        if stops_evaluation(exc):
             raise
+        raise_if_unavailable(exc)
         return ExampleResult(example, None, 0.0, f"{type(exc).__name__}: {exc}".splitlines()[0],
                              trace=_steps(trace, names))
     score, feedback = score_of(metric(example, prediction))
@@ -117,8 +127,6 @@ def _usage_totals(lm: Any, start: int) -> tuple[int, int]:
 def evaluate(program: dspy.Module, examples: Sequence[dspy.Example], metric: Callable, *,
              num_threads: int | None = None, progress: bool | None = None, lm: Any = None) -> EvalReport:
     """Run `program` on every example under the configured model and score it with `metric`."""
-    from honed.optimizers.budget import BudgetExhausted
-
     lm = lm or dspy.settings.lm
     cache = current_cache()
     model = getattr(lm, "model", None)
@@ -134,9 +142,18 @@ def evaluate(program: dspy.Module, examples: Sequence[dspy.Example], metric: Cal
     done = {"correct": 0.0, "n": 0}
 
     names = {id(p): n for n, p in program.named_predictors()}
+    fatal: list[Exception] = []  # the first error that stops the evaluation; later examples make no call
 
     def task(example: dspy.Example) -> ExampleResult:
-        result = run_example(program, metric, example, names)
+        if fatal:
+            return ExampleResult(example, None, 0.0, "not run: the evaluation stopped")
+        try:
+            result = run_example(program, metric, example, names)
+        except Exception as exc:
+            if not stops_evaluation(exc):
+                raise
+            fatal.append(exc)
+            return ExampleResult(example, None, 0.0, "not run: the evaluation stopped")
         if bar is not None:
             with lock:
                 done["n"] += 1
@@ -154,10 +171,11 @@ def evaluate(program: dspy.Module, examples: Sequence[dspy.Example], metric: Cal
     finally:
         if bar is not None:
             bar.close()
+    if fatal:
+        raise fatal[0]
     results = []
     for example, outcome in zip(examples, outcomes, strict=True):
-        if isinstance(outcome, Exception) and (
-                find_cause(outcome, ModelRequestBlocked) or find_cause(outcome, BudgetExhausted)):
+        if isinstance(outcome, Exception) and stops_evaluation(outcome):
             raise outcome
         if not isinstance(outcome, ExampleResult):
             outcome = ExampleResult(example, None, 0.0, f"{type(outcome).__name__}: {outcome}")

@@ -28,12 +28,11 @@ from typing import Any
 import dspy
 from dspy.teleprompt import Teleprompter
 
-from honed.errors import ConfigError, ModelRequestBlocked, find_cause
-from honed.evaluate import ExampleResult, run_example
+from honed.errors import ConfigError
+from honed.evaluate import ExampleResult, run_example, stops_evaluation
 from honed.modules import Behave, Procedure, Step
 from honed.modules.behave import STEPS_FIELD
 from honed.optimizers.attribution import gold_labels
-from honed.optimizers.budget import BudgetExhausted
 from honed.optimizers.candidates import Candidate, PredictorState, example_id, seed_candidate
 from honed.optimizers.run import CompileRun, open_compile
 from honed.optimizers.search import CandidateSearch
@@ -65,7 +64,7 @@ def first_departure(steps: Sequence[str], reference: Sequence[str]) -> int:
 
 
 def _recoverable(exc: Exception) -> bool:
-    return not (find_cause(exc, ModelRequestBlocked) or find_cause(exc, BudgetExhausted))
+    return not stops_evaluation(exc)  # requests blocked, budget spent, provider unreachable
 
 
 class BehaviorOptimizer(Teleprompter):

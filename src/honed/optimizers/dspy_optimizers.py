@@ -42,6 +42,7 @@ from dspy.teleprompt import Teleprompter
 
 from honed.errors import ConfigError, ModelRequestBlocked, find_cause
 from honed.evaluate import score_of
+from honed.models.faults import raise_if_unavailable
 from honed.optimizers.budget import BudgetExhausted, CallBudget
 from honed.optimizers.candidates import Candidate, PredictorState, example_id
 from honed.optimizers.ledger import RunLedger
@@ -470,6 +471,8 @@ class DSPyOptimizer(Teleprompter):
         except Exception as exc:  # the benchmark needs a row with the reason, not a crash
             if find_cause(exc, ModelRequestBlocked):
                 raise
+            # Seen only when DSPy lets the error through; the validation pass of step 3 catches the rest.
+            raise_if_unavailable(exc, opt_lm)
             if not (find_cause(exc, BudgetExhausted) or budget.used >= phase_limit):
                 error = _one_line(exc)
         finally:

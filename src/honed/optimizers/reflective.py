@@ -206,10 +206,10 @@ class _Compile(CandidateSearch):
             with dspy.context(lm=self.opt_lm):
                 claim = self.run.call(lambda: propose(instruction=instruction, mistakes=mistakes, config=config))
         except Exception as exc:  # a failed reflection is counted and skipped; the compile goes on
-            from honed.errors import ModelRequestBlocked, find_cause
-            from honed.optimizers.budget import BudgetExhausted
+            from honed.errors import find_cause
+            from honed.evaluate import stops_evaluation
 
-            if find_cause(exc, ModelRequestBlocked) or find_cause(exc, BudgetExhausted):
+            if stops_evaluation(exc):  # requests blocked, budget spent, provider unreachable
                 raise
             from dspy.utils.exceptions import AdapterParseError
 

@@ -53,9 +53,19 @@ class CompileRun:
         return report
 
     def call(self, fn: Callable[[], Any], cost: int = 1) -> Any:
-        """Run an optimizer-model call (or a few) under the budget."""
+        """Run an optimizer-model call (or a few) under the budget.
+
+        A provider that cannot be reached raises `ProviderUnavailable`, which stops the compile (a
+        failed call the caller may count and skip raises as it came).
+        """
+        from honed.models.faults import raise_if_unavailable
+
         with self.budget.scope():
-            result = fn()
+            try:
+                result = fn()
+            except Exception as exc:
+                raise_if_unavailable(exc)
+                raise
         self.tick()
         return result
 
