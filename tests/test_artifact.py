@@ -11,9 +11,11 @@ import pickle
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import dspy
+import pydantic
 import pytest
 
 import honed
@@ -379,3 +381,60 @@ def test_embedded_model_round_trip_hits_the_same_cache_entries(tmp_path, embedde
     after = json.loads(result.stdout.strip().splitlines()[-1])
     assert before.lm_calls == 2 and before.parse_failures == 0
     assert after == {"lm_calls": 0, "cache_hits": 2, "answers": [r.prediction.sentiment for r in before.results]}
+
+
+def test_text_that_is_not_unicode_is_refused_on_save_and_on_load(tmp_path):
+    """Half a surrogate pair (a `\\ud800` JSON escape) is not text: a clear error both ways, never a UnicodeError."""
+    program = honed.load_task("sentiment").program()
+    program.predict.demos = [{"sentence": "broken \ud800 text", "sentiment": "negative"}]
+    with pytest.raises(ArtifactError, match=r"unpaired surrogate \\ud800 after 'broken '"):
+        honed.save(program, tmp_path / "a.json")
+    assert not (tmp_path / "a.json").exists()
+    path, data = _saved(tmp_path)
+    data["predictors"]["predict"]["signature"]["instructions"] = "Decide \udc00"
+    _write(path, data)  # hashed by a writer that never checked its text
+    with pytest.raises(ArtifactError, match=r"unpaired surrogate escape \\udc00 .*save the program again"):
+        honed.load(path)
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("[" * 100_000, "is not a honed artifact"),
+    ('{"schema_version": ' + "9" * 5000 + "}", "is not a honed artifact"),
+    ('{"schema_version": NaN}', "never contain"),
+    ('{"schema_version": "1"}', "unsupported schema_version '1'"),
+    ('{"schema_version": 1, "program": {}, "predictors": [], "content_hash": 5}', "content hash does not match"),
+])
+def test_hostile_json_is_an_artifact_error(tmp_path, text, words):
+    path = tmp_path / "hostile.json"
+    path.write_text(text)
+    with pytest.raises(ArtifactError, match=words) as info:
+        honed.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_directory_is_not_an_artifact(tmp_path):
+    with pytest.raises(ArtifactError, match="cannot be read"):
+        honed.load(tmp_path)
+
+
+
+class Hooked(pydantic.BaseModel):
+    """An output model pydantic can validate but not describe in JSON Schema (it holds a callable)."""
+
+    name: str
+    hook: Callable[[int], int]
+
+
+class HookedAnswer(dspy.Module):
+    def __init__(self):
+        super().__init__()
+        self.answer = dspy.Predict(dspy.Signature({"question": (str, dspy.InputField()),
+                                                   "record": (Hooked, dspy.OutputField())}, "Answer."))
+
+
+def test_an_output_model_without_a_json_schema_still_saves_and_loads(tmp_path):
+    """Saving must not crash on a type typed decoding refuses; `SchemaError` is the adapter's to raise, later."""
+    honed.save(HookedAnswer(), tmp_path / "a.json")
+    stored = json.loads((tmp_path / "a.json").read_text())["predictors"]["answer"]["signature"]["fields"][1]
+    assert stored["type"] == {"model": f"{__name__}:Hooked", "schema": None}
+    assert isinstance(honed.load(tmp_path / "a.json", allow_classes=[HookedAnswer]), HookedAnswer)

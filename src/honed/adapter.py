@@ -13,6 +13,12 @@ So this adapter sends:
 
 When no schema can be enforced (a remote model without structured outputs), the system message also
 spells out the JSON fields, since then the prompt is all the model has to go on.
+
+An output type the schema or the grammar cannot express raises `honed.SchemaError` naming the field
+before the request is sent (for `gguf/` models and `typed_outputs="llama.cpp"` the grammar is compiled
+here, so a refused schema never reaches the provider, where litellm would wrap and retry it).
+`check_program` runs the same check on every predictor of a program, so a command can refuse a
+program before its first example instead of failing every example the same way.
 """
 
 from __future__ import annotations
@@ -21,12 +27,13 @@ import contextvars
 import json
 from typing import Any, Literal
 
+import dspy
 from dspy.adapters.base import Adapter
 from dspy.adapters.json_adapter import JSONAdapter
 from dspy.adapters.utils import format_field_value, get_annotation_name, serialize_for_json
 
 from honed.models.resolve import is_gguf_model
-from honed.models.schema import output_schema
+from honed.models.schema import check_grammar, output_schema
 
 TypedOutputs = Literal["auto", "json_schema", "llama.cpp", "off"]
 TYPED_OUTPUT_MODES: tuple[str, ...] = ("auto", "json_schema", "llama.cpp", "off")
@@ -70,6 +77,8 @@ class HonedAdapter(JSONAdapter):
                 JSONAdapter._prepare_response_format(self, lm, lm_kwargs, signature)
                 return isinstance(lm_kwargs.get("response_format"), type)
         schema = output_schema(signature)
+        if is_gguf_model(lm.model) or mode == "llama.cpp":
+            check_grammar(signature, schema)  # llama.cpp compiles it: refuse here, naming the field
         if mode == "json_schema":
             lm_kwargs["response_format"] = {
                 "type": "json_schema",
@@ -122,3 +131,16 @@ class HonedAdapter(JSONAdapter):
                                          missing_field_message: str | None = None) -> str:
         values = {name: outputs.get(name, missing_field_message) for name in signature.output_fields}
         return json.dumps(serialize_for_json(values), ensure_ascii=False)
+
+
+def check_program(program: Any, lm: Any = None, adapter: Any = None) -> None:
+    """Raise `SchemaError` now if any predictor's outputs cannot be typed for `lm` (default: the configured one).
+
+    Runs the adapter's own schema choice on a throwaway request, so it checks exactly what a call would.
+    """
+    lm = lm or dspy.settings.lm
+    adapter = adapter or dspy.settings.adapter
+    if lm is None or not isinstance(adapter, HonedAdapter) or not isinstance(getattr(lm, "model", None), str):
+        return
+    for _, predictor in program.named_predictors():
+        adapter._set_response_format(lm, {}, predictor.signature)

@@ -115,7 +115,11 @@ def describe_type(annotation: Any) -> Any:
     if origin in (typing.Union, types.UnionType):
         return {"union": [describe_type(a) for a in args]}
     if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
-        return {"model": class_path(annotation), "schema": annotation.model_json_schema()}
+        try:
+            schema = annotation.model_json_schema()
+        except (pydantic.PydanticInvalidForJsonSchema, pydantic.PydanticSchemaGenerationError, TypeError, ValueError):
+            schema = None  # e.g. a model holding a callable: it can be saved; typed decoding refuses it later
+        return {"model": class_path(annotation), "schema": schema}
     if isinstance(annotation, type):
         return {"python": class_path(annotation)}
     return {"python": repr(annotation)}
@@ -155,7 +159,18 @@ def content_hash(artifact: Mapping[str, Any]) -> str:
     """sha256 over the canonical JSON (sorted keys, compact) of everything except `content_hash`."""
     body = {key: value for key, value in artifact.items() if key != "content_hash"}
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return _HASH_PREFIX + hashlib.sha256(text.encode("utf-8")).hexdigest()
+    # surrogatepass: a file can hold a lone-surrogate escape; its hash must not crash (it never matches).
+    return _HASH_PREFIX + hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+def _unpaired_surrogate(text: str) -> str | None:
+    """Where `text` holds half a surrogate pair (a `\\udXXX` escape), which is not text and no UTF-8 file holds."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        before = text[max(0, exc.start - 40):exc.start].rsplit('"', 1)[-1]  # within the JSON string at fault
+        return f"\\u{ord(text[exc.start]):04x} after {before!r}"
+    return None
 
 
 def program_hash(artifact: Mapping[str, Any]) -> str:
@@ -299,6 +314,10 @@ def save(program: dspy.Module, path: str | os.PathLike, *, provenance: Mapping[s
     }
     artifact["content_hash"] = content_hash(artifact)
     text = json.dumps(artifact, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    bad = _unpaired_surrogate(text)
+    if bad:
+        raise ArtifactError(path, f"refusing to write: the program holds an unpaired surrogate {bad}, which is not "
+                                  "text; fix that string (characters outside the BMP need both halves of the pair)")
     for lm in _configured_lms().values():
         for key, secret in _secrets_of(lm):
             if secret in text:
@@ -387,6 +406,10 @@ def _read(path: str | os.PathLike) -> tuple[dict[str, Any], _ArtifactSpec]:
     if not isinstance(data, dict):
         raise ArtifactError(path, "is not a honed artifact: expected a JSON object with schema_version, program "
                                   "and predictors")
+    bad = _unpaired_surrogate(json.dumps(data, ensure_ascii=False))
+    if bad:
+        raise ArtifactError(path, f"holds an unpaired surrogate escape {bad}, which honed.save never writes: the file "
+                                  "was edited or corrupted; save the program again")
     version = data.get("schema_version")
     if version is None:
         raise ArtifactError(path, "missing key `schema_version`: not a honed artifact")

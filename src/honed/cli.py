@@ -1,12 +1,15 @@
 """The `honed` command line. `--json` prints one JSON object on stdout; errors print one line and exit 1.
 
-Exit codes: 0 ok, 1 failure (with a one-line reason), 2 usage error.
+Exit codes: 0 ok, 1 failure (with a one-line reason), 2 usage error (one line, naming `--help`).
+No input makes it print a traceback: honed's own errors say what to do, and anything unexpected is one
+line too (`HONED_DEBUG=1` re-raises it for the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +38,13 @@ RUN_EPILOG = """examples:
 in order: the outputs, or {"error": "FILE:LINE: ..."} for a line that failed; the run goes on, and exits 1
 if any line failed. Keys other than the program's input fields are ignored.
 """
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (argparse prints the whole usage block first)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _positive_int(text: str) -> int:
@@ -83,8 +93,8 @@ def _task_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="honed", description="Compile and run typed DSPy programs.",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+    parser = _Parser(prog="honed", description="Compile and run typed DSPy programs.",
+                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     commands = parser.add_subparsers(dest="command")
 
@@ -166,6 +176,7 @@ def _note_model(args: argparse.Namespace, saved_under: str | None, running_on: s
 
 
 def cmd_eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from honed.adapter import check_program
     from honed.errors import ArtifactError
     from honed.evaluate import evaluate
 
@@ -182,6 +193,7 @@ def cmd_eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     else:
         program = task.program()
     settings = _configure(args)
+    check_program(program)
     _note_model(args, saved_under, settings.lm.model)
     examples = task.test[: args.limit] if args.limit else task.test
     report = evaluate(program, examples, task.metric, progress=False if args.json else None)
@@ -193,9 +205,29 @@ def cmd_eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     else:
         print(f"{task.name} on {settings.lm.model}: score {report.score:.3f} over {report.n} examples")
         print(f"  parse failures {report.parse_failures}, other errors {report.errors}")
+        first = next((r for r in report.results if r.error), None)
+        if first is not None:
+            print(f"  first failure: {_example_label(first.example, task.input_field)}: {_reason(first.error)}")
         print(f"  model calls {report.lm_calls}, cache hits {report.cache_hits}, "
               f"tokens {report.prompt_tokens} in / {report.completion_tokens} out, {report.wall_s:.1f}s")
     return 0
+
+
+def _example_label(example: Any, input_field: str) -> str:
+    """An example as a user can find it: its id, else the start of its input."""
+    ident = example.get("id") if hasattr(example, "get") else None
+    if ident:
+        return f"example {ident}"
+    text = str(example.get(input_field, "")) if hasattr(example, "get") else ""
+    return f"input {text[:40]!r}" + ("..." if len(text) > 40 else "")
+
+
+def _reason(error: str) -> str:
+    """An example's recorded error without the wrappers litellm and DSPy put in front of honed's message."""
+    for marker in ("GgufException - ", "litellm.BadRequestError: "):
+        if marker in error:
+            return error.split(marker, 1)[1]
+    return error
 
 
 def _run_one(program: Any, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -213,8 +245,9 @@ def _failure(exc: BaseException) -> str:
     blocked = find_cause(exc, ModelRequestBlocked)
     if blocked is not None:
         raise blocked
-    if isinstance(exc, HonedError):
-        return str(exc).splitlines()[0]
+    ours = find_cause(exc, HonedError)  # e.g. ContextLengthExceeded, under DSPy's and litellm's wrappers
+    if ours is not None:
+        return str(ours).splitlines()[0]
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
@@ -233,18 +266,22 @@ def _read_input_lines(where: str) -> list[tuple[int, str]]:
 
     try:
         text = sys.stdin.read() if where == "-" else Path(where).read_text(encoding="utf-8")
+        text = text.removeprefix("\ufeff")  # a byte-order mark from a Windows editor
     except FileNotFoundError:
         raise ConfigError(f"{where}: file not found") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"{where}: cannot be read: {exc.strerror or exc}") from None
-    return [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    # Split on \n only: str.splitlines would also split inside a JSON string holding U+2028 or U+0085.
+    lines = (line.removesuffix("\r") for line in text.split("\n"))
+    return [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
+    from honed.adapter import check_program
     from honed.errors import ConfigError, HonedError
 
     program, saved_under = _load_artifact(args)
@@ -254,6 +291,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if problem:
             raise ConfigError(f"--input: {problem}")
         settings = _configure(args)
+        check_program(program)
         _note_model(args, saved_under, settings.lm.model)
         try:
             outputs = _run_one(program, inputs)
@@ -273,6 +311,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         inputs, problem = _pick_inputs(row, fields)
         jobs.append((inputs, f"{where}:{number}: {problem}" if problem else f"{where}:{number}"))
     settings = _configure(args)
+    check_program(program)
     _note_model(args, saved_under, settings.lm.model)
 
     def one(job: tuple[dict[str, Any] | None, str | None]) -> tuple[bool, dict[str, Any]]:
@@ -332,6 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from honed.adapter import check_program
     from honed.errors import HonedError
 
     try:
@@ -341,7 +381,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "compile":
             task = _task(args, parser)
-            return cli_compile.cmd_compile(args, task, _configure(args))
+            settings = _configure(args)
+            check_program(task.program())
+            return cli_compile.cmd_compile(args, task, settings)
         if args.command == "report":
             return cli_compile.cmd_report(args)
         return cmd_quickstart(args)
@@ -351,6 +393,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("honed: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        return _unexpected(exc)
+
+
+def _unexpected(exc: Exception) -> int:
+    """One line for an error honed did not foresee (a bug); `HONED_DEBUG=1` re-raises it for the traceback.
+
+    A model request made while unit tests block them is re-raised, so the test that made it fails loudly.
+    """
+    from honed.errors import ModelRequestBlocked, find_cause
+
+    if os.environ.get("HONED_DEBUG") or find_cause(exc, ModelRequestBlocked) is not None:
+        raise exc
+    message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    print(f"honed: error: unexpected {message} (a bug in honed? HONED_DEBUG=1 shows the traceback)", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

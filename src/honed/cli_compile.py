@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 COMPILE_EPILOG = """examples:
@@ -50,11 +52,28 @@ def add_parsers(commands: Any, model_options: Callable, positive_int: Callable, 
     rep.add_argument("--out", help="HTML file to write (default: report.html in the run dir / beside the artifact)")
 
 
+def check_out(out: str) -> None:
+    """Refuse an `--out` that cannot be written *before* the compile spends its budget, not after."""
+    from honed.errors import ConfigError
+
+    target = Path(out).expanduser()
+    if target.is_dir():
+        raise ConfigError(f"--out {out} is a directory; give the artifact's file name, e.g. {target / 'program.json'}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create its folder ({exc.strerror or exc}); choose another path"
+                          ) from None
+    if not os.access(target.parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise ConfigError(f"--out {out}: not writable; choose another path")
+
+
 def cmd_compile(args: argparse.Namespace, task: Any, settings: Any) -> int:
     from honed.artifact import program_hash, save
     from honed.compiling import compile_task
     from honed.errors import ConfigError
 
+    check_out(args.out)
     options = {}
     if args.no_demonstrations:
         if args.optimizer != "behavior":

@@ -2,6 +2,10 @@
 
 The schema is what makes a small model's answer parse: the provider turns it into a grammar, so
 decoding can only produce a JSON object with exactly the declared fields and types.
+
+A type that has no JSON form (a callable, `type`, a pydantic model holding one) or a schema llama.cpp's
+converter refuses (an unanchored `pattern`) raises `SchemaError` naming the output field — nested as
+`field.sub` inside a pydantic model — before any request is sent.
 """
 
 from __future__ import annotations
@@ -22,15 +26,64 @@ def output_schema(signature: Any) -> dict[str, Any]:
         # DSPy keeps `Annotated[...]` constraints (max_length, ...) in the field's metadata; they belong
         # in the schema, where they become part of the decoding grammar.
         annotation = Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
-        try:
-            pydantic.TypeAdapter(annotation).json_schema()
-        except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticInvalidForJsonSchema, TypeError) as exc:
-            raise SchemaError(name, field.annotation, str(exc).splitlines()[0]) from exc
+        problem = _json_schema_problem(annotation)
+        if problem is not None:
+            where, culprit, reason = _nested_culprit(name, field.annotation, problem)
+            raise SchemaError(where, culprit, reason)
         fields[name] = (annotation, ...)
     model = pydantic.create_model("Outputs", __config__=pydantic.ConfigDict(extra="forbid"), **fields)
     schema = model.model_json_schema()
     _strip_titles(schema)
     return schema
+
+
+_SCHEMA_FAILURES = (pydantic.PydanticSchemaGenerationError, pydantic.PydanticInvalidForJsonSchema, TypeError,
+                    ValueError, NotImplementedError)
+
+
+def _json_schema_problem(annotation: Any) -> str | None:
+    """Why pydantic cannot write a JSON schema for `annotation`, or None when it can."""
+    try:
+        pydantic.TypeAdapter(annotation).json_schema()
+    except _SCHEMA_FAILURES as exc:
+        return f"it has no JSON Schema form ({str(exc).splitlines()[0]})"
+    return None
+
+
+def _nested_culprit(name: str, annotation: Any, problem: str, depth: int = 0) -> tuple[str, Any, str]:
+    """Inside a pydantic model, the innermost field whose type is at fault: (`name.sub`, its type, why)."""
+    if depth < 8 and isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        for sub_name, sub in annotation.model_fields.items():
+            sub_problem = _json_schema_problem(sub.annotation)
+            if sub_problem is not None:
+                return _nested_culprit(f"{name}.{sub_name}", sub.annotation, sub_problem, depth + 1)
+    return name, annotation, problem
+
+
+def check_grammar(signature: Any, schema: dict[str, Any]) -> None:
+    """Compile the llama.cpp grammar for `schema` now; a schema it refuses raises SchemaError naming the field.
+
+    The compiled grammar is memoized, so the provider reuses it for the request that follows.
+    """
+    try:
+        grammar_for_schema(canonical_json(schema))
+        return
+    except Exception as exc:  # llama.cpp's converter raises AssertionError, ValueError, KeyError, ...
+        whole = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    defs = {"$defs": schema["$defs"]} if "$defs" in schema else {}
+    for name, sub in schema.get("properties", {}).items():
+        single = {"type": "object", "properties": {name: sub}, "required": [name], **defs}
+        try:
+            grammar_for_schema(canonical_json(single))
+        except Exception as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            field = signature.output_fields.get(name)
+            annotation = None if field is None else (
+                Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation)
+            raise SchemaError(name, annotation, f"llama.cpp cannot turn its JSON schema into a grammar ({reason})"
+                              ) from None
+    first = next(iter(signature.output_fields), "?")
+    raise SchemaError(first, None, f"llama.cpp cannot turn the outputs' JSON schema into a grammar ({whole})")
 
 
 def _strip_titles(node: Any) -> None:

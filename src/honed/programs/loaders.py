@@ -15,16 +15,44 @@ import dspy
 
 from honed.errors import DatasetError
 
+_BOM = "\ufeff"
+_BLANK = object()  # what `_parse_line` returns for a blank line (a line holding `null` is an error, not blank)
+
+
+def _as_text_hint(value: Any) -> str:
+    """What to do with a value that should have been a string."""
+    if isinstance(value, bool | int | float):
+        return f"; write it in quotes, e.g. {json.dumps(json.dumps(value))}"
+    if isinstance(value, list):
+        return "; join the items into one string (or put accepted alternatives in `answers`)"
+    if isinstance(value, dict):
+        return "; write the text itself, not an object"
+    return ""
+
+
+def _unpaired_surrogate(text: str) -> str | None:
+    """The first lone surrogate (from a `\\udXXX` JSON escape), which no UTF-8 file or Arrow table can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"\\u{ord(text[exc.start]):04x}"
+    return None
+
 
 def _check_text(path: str, line: int | None, row: dict, field: str, *, required: bool) -> None:
     if field not in row or row[field] is None:
         if required:
-            raise DatasetError(path, line, field, "is missing; every row needs it")
+            raise DatasetError(path, line, field, f'is missing; every row needs it, e.g. {{"{field}": "..."}}')
         return
-    if not isinstance(row[field], str):
-        raise DatasetError(path, line, field, f"must be a string, got {type(row[field]).__name__}")
-    if required and not row[field].strip():
-        raise DatasetError(path, line, field, "is empty")
+    value = row[field]
+    if not isinstance(value, str):
+        raise DatasetError(path, line, field, f"must be a string, got {type(value).__name__}{_as_text_hint(value)}")
+    if required and not value.strip():
+        raise DatasetError(path, line, field, "is empty; write the text, or remove the row")
+    bad = _unpaired_surrogate(value)
+    if bad:
+        raise DatasetError(path, line, field, f"holds the unpaired surrogate escape {bad}, which is not text; "
+                                              "fix the escape (characters outside the BMP need a \\ud8xx\\udcxx pair)")
 
 
 def _check_answers(path: str, line: int, row: dict) -> None:
@@ -32,67 +60,110 @@ def _check_answers(path: str, line: int, row: dict) -> None:
     if answers is None:
         return
     if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
-        raise DatasetError(path, line, "answers", "must be a non-empty list of strings")
+        raise DatasetError(path, line, "answers", 'must be a non-empty list of strings, e.g. ["yes", "y"]')
+    for answer in answers:
+        bad = _unpaired_surrogate(answer)
+        if bad:
+            raise DatasetError(path, line, "answers", f"holds the unpaired surrogate escape {bad}, which is not text")
+
+
+def _check_id(path: str, line: int, row: dict, seen_ids: dict[str, int]) -> str | None:
+    """The row's id as a string (None if it has none); a duplicate names the line that used it first."""
+    if "id" not in row:
+        return None
+    value = row["id"]
+    if not isinstance(value, str | int) or isinstance(value, bool) or (isinstance(value, str) and
+                                                                       _unpaired_surrogate(value)):
+        raise DatasetError(path, line, "id", f"must be a string or an integer, got {type(value).__name__}")
+    key = str(value)
+    if key in seen_ids:
+        raise DatasetError(path, line, "id", f"duplicates the id {key!r} of line {seen_ids[key]}; ids must be "
+                                             "unique within a file: renumber one of the two rows or drop the copy")
+    seen_ids[key] = line
+    return key
+
+
+def _parse_line(path: str, number: int, raw: bytes) -> Any:
+    """One line as a JSON value, or `_BLANK` for a blank line."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(path, number, None, f"is not valid UTF-8 (byte {exc.start}); re-save the file as UTF-8"
+                           ) from None
+    if number == 1:
+        text = text.removeprefix(_BOM)  # editors on Windows start UTF-8 files with a byte-order mark
+    if not text.strip():
+        return _BLANK
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        extra = "; each line must hold exactly one JSON object" if exc.msg == "Extra data" else \
+            "; each line must be one complete JSON object (no line breaks inside it)"
+        raise DatasetError(path, number, None, f"is not valid JSON: {exc.msg} at column {exc.colno}{extra}") from None
+    except (ValueError, RecursionError) as exc:  # a 5000-digit number, or arrays nested thousands deep
+        reason = "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc).splitlines()[0]
+        raise DatasetError(path, number, None, f"cannot be read as JSON: {reason}") from None
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a JSONL task file: `input` and `output` strings, optional `answers` list and `id`.
 
-    A row with `answers` but no `output` takes the first answer as its output.
+    A row with `answers` but no `output` takes the first answer as its output. Blank lines are skipped
+    (line numbers still count them), Windows line endings and a UTF-8 byte-order mark at the start of the
+    file are accepted. Ids, when rows carry them, must be unique within the file: a repeated id is an
+    error naming both lines, since a repeated row would count twice in a score and could leak a training
+    row into the test split.
     """
     where = str(path)
     try:
         raw_lines = Path(path).read_bytes().splitlines()
     except FileNotFoundError:
-        raise DatasetError(where, None, None, "file not found") from None
+        raise DatasetError(where, None, None, "file not found; check the path") from None
     except OSError as exc:
-        raise DatasetError(where, None, None, f"cannot be read: {exc.strerror}") from None
+        raise DatasetError(where, None, None, f"cannot be read: {exc.strerror or exc}") from None
     rows: list[dict[str, Any]] = []
     seen_ids: dict[str, int] = {}
     for number, raw in enumerate(raw_lines, start=1):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DatasetError(where, number, None, f"is not valid UTF-8 (byte {exc.start}); re-save the file as UTF-8"
-            ) from None
-        if not text.strip():
+        row = _parse_line(where, number, raw)
+        if row is _BLANK:
             continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(where, number, None, f"is not valid JSON: {exc.msg} at column {exc.colno}") from None
         if not isinstance(row, dict):
-            raise DatasetError(where, number, None, f"must be a JSON object, got {type(row).__name__}")
+            raise DatasetError(where, number, None, f"must be a JSON object such as "
+                                                    f'{{"input": "...", "output": "..."}}, got {type(row).__name__}')
         _check_answers(where, number, row)
         if row.get("output") is None and row.get("answers"):
             row["output"] = row["answers"][0]
         _check_text(where, number, row, "input", required=True)
         _check_text(where, number, row, "output", required=True)
-        if "id" in row:
-            if not isinstance(row["id"], str | int) or isinstance(row["id"], bool):
-                raise DatasetError(where, number, "id", "must be a string or an integer")
-            key = str(row["id"])
-            if key in seen_ids:
-                raise DatasetError(where, number, "id", f"duplicates the id {key!r} of line {seen_ids[key]}")
-            seen_ids[key] = number
-        rows.append({"id": str(row.get("id", f"{Path(path).stem}-{number}")), "input": row["input"],
+        key = _check_id(where, number, row, seen_ids)
+        rows.append({"id": key if key is not None else f"{Path(path).stem}-{number}", "input": row["input"],
                      "output": row["output"], "answers": list(row.get("answers") or [])})
     if not rows:
-        raise DatasetError(where, None, None, "has no rows; a task file needs one JSON object per line")
+        raise DatasetError(where, None, None, 'has no rows; a task file needs one JSON object per line, e.g. '
+                                              '{"input": "...", "output": "..."}')
     return rows
 
 
 def read_bbh(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a BIG-Bench Hard file: `{"examples": [{"input": ..., "target": ...}, ...]}`."""
+    """Rows of a BIG-Bench Hard file: `{"examples": [{"input": ..., "target": ...}, ...]}`.
+
+    The file is one JSON document, so a bad example is named by its field path (`examples[3].target`);
+    a JSON syntax error carries its line.
+    """
     where = str(path)
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
-        raise DatasetError(where, None, None, "file not found") from None
+        raise DatasetError(where, None, None, "file not found; check the name and --bbh-dir") from None
     except UnicodeDecodeError as exc:
-        raise DatasetError(where, None, None, f"is not valid UTF-8 (byte {exc.start})") from None
+        raise DatasetError(where, None, None, f"is not valid UTF-8 (byte {exc.start}); re-save it as UTF-8") from None
     except json.JSONDecodeError as exc:
-        raise DatasetError(where, exc.lineno, None, f"is not valid JSON: {exc.msg}") from None
+        raise DatasetError(where, exc.lineno, None, f"is not valid JSON: {exc.msg} at column {exc.colno}") from None
+    except OSError as exc:
+        raise DatasetError(where, None, None, f"cannot be read: {exc.strerror or exc}") from None
+    except (ValueError, RecursionError) as exc:
+        reason = "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc).splitlines()[0]
+        raise DatasetError(where, None, None, f"cannot be read as JSON: {reason}") from None
     examples = data.get("examples") if isinstance(data, dict) else None
     if not isinstance(examples, list) or not examples:
         raise DatasetError(where, None, "examples", "must be a non-empty list of {input, target} objects")
@@ -100,11 +171,15 @@ def read_bbh(path: str | Path) -> list[dict[str, Any]]:
     for index, example in enumerate(examples):
         field_prefix = f"examples[{index}]"
         if not isinstance(example, dict):
-            raise DatasetError(where, None, field_prefix, "must be an object")
+            raise DatasetError(where, None, field_prefix, 'must be an object such as {"input": "...", "target": "..."}')
         for name in ("input", "target"):
             value = example.get(name)
             if not isinstance(value, str) or not value.strip():
-                raise DatasetError(where, None, f"{field_prefix}.{name}", "must be a non-empty string")
+                got = "missing" if value is None else type(value).__name__
+                raise DatasetError(where, None, f"{field_prefix}.{name}", f"must be a non-empty string, got {got}")
+            bad = _unpaired_surrogate(value)
+            if bad:
+                raise DatasetError(where, None, f"{field_prefix}.{name}", f"holds the unpaired surrogate escape {bad}")
         rows.append({"id": f"{Path(path).stem}-{index}", "input": example["input"], "output": example["target"],
                      "answers": []})
     return rows
