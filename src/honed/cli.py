@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from honed import cli_compile
+from honed import cli_compile, cli_diagnose
 
 EPILOG = """examples:
   honed quickstart
@@ -27,6 +27,7 @@ EPILOG = """examples:
   honed run sentiment.json --inputs sentences.jsonl > answers.jsonl
   honed compile sentiment --optimizer reflective --budget 600 --seed 0 --out sentiment.json
   honed report ~/.cache/honed/runs/<run> --out report.html
+  honed diagnose reflection sentiment --optimizer reflective --budget 300 --out diag/
 """
 
 RUN_EPILOG = """examples:
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     _allow_class_option(run)
     _model_options(run)
     cli_compile.add_parsers(commands, _model_options, _positive_int, _task_options)
+    cli_diagnose.add_parsers(commands, _model_options, _positive_int, _task_options)
     return parser
 
 
@@ -386,6 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_compile.cmd_compile(args, task, settings)
         if args.command == "report":
             return cli_compile.cmd_report(args)
+        if args.command == "diagnose":
+            return cli_diagnose.cmd_diagnose(args, lambda: _task(args, parser), lambda: _configure(args))
         return cmd_quickstart(args)
     except HonedError as exc:
         print(f"honed: error: {exc}", file=sys.stderr)
