@@ -71,7 +71,9 @@ def configure(model: str | dspy.BaseLM | None = None, optimizer_model: str | dsp
         optimizer_model: the model optimizers use to reflect and propose; default: the task model.
         cache_dir: on-disk cache directory; default `$HONED_CACHE_DIR` or `~/.cache/honed`.
         typed_outputs: how output schemas reach the model (see `HonedAdapter`).
-        cache: False keeps responses in memory only (nothing written to disk).
+        cache: False keeps responses in memory only (nothing written to disk). A `cache_dir` that cannot
+            be used falls back to the same, with a `honed.cache.CacheFallbackWarning`; the returned
+            `Settings.cache_dir` is then None.
         temperature, max_tokens, **lm_kwargs: passed to every `dspy.LM` made here (e.g. `api_base`).
     """
     if typed_outputs not in TYPED_OUTPUT_MODES:
@@ -85,21 +87,21 @@ def configure(model: str | dspy.BaseLM | None = None, optimizer_model: str | dsp
     adapter = HonedAdapter(typed_outputs=typed_outputs)
     extra = {"num_threads": num_threads} if num_threads else {}
     dspy.configure(lm=lm, adapter=adapter, honed_optimizer_lm=optimizer_lm, **extra)
-    return Settings(lm, optimizer_lm, adapter, response_cache, directory if cache else None)
+    return Settings(lm, optimizer_lm, adapter, response_cache, directory if response_cache.on_disk else None)
 
 
 def _cache_for(directory: Path | None) -> HonedCache:
-    """Reuse the current cache when it already points at `directory`, so counts keep accumulating."""
+    """Reuse the current cache when it already points at `directory`, so counts keep accumulating.
+
+    A directory that cannot hold a cache (corrupt database, read-only, a file in its place) never stops
+    `configure`: `HonedCache.open` falls back to memory only and warns with the directory and the fix.
+    """
     current = getattr(dspy, "cache", None)
     if isinstance(current, HonedCache) and current.directory == directory:
         return current
     if directory is None:
         return HonedCache(None, disk=False)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create cache directory {directory}: {exc}; pass another cache_dir") from exc
-    return HonedCache(directory)
+    return HonedCache.open(directory)
 
 
 def current_cache() -> HonedCache:

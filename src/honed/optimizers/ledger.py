@@ -2,8 +2,10 @@
 
 Every step of a compile appends one record (`step` is its stable id). Records are flushed and
 fsync'd as they are written, so a killed compile loses at most the line being written; a torn last
-line is detected and skipped. Resuming replays the compile deterministically from the disk cache
-(no paid call is repeated) and appends only the steps the ledger does not already hold.
+line is detected, skipped, and cut before the next append. `settings.json` is written atomically
+(temporary file, fsync, rename), so a kill during a compile's first moments never leaves half of it.
+Resuming replays the compile deterministically from the disk cache (no paid call is repeated) and
+appends only the steps the ledger does not already hold.
 """
 
 from __future__ import annotations
@@ -53,23 +55,46 @@ class RunLedger:
 
     def __init__(self, run_dir: str | Path, settings: dict[str, Any]) -> None:
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunDirError(f"cannot create the run directory {self.run_dir} ({exc.strerror or exc}); "
+                              "pass a writable --run-dir") from exc
         self.path = self.run_dir / LEDGER_FILE
-        settings_path = self.run_dir / SETTINGS_FILE
         canonical = json.loads(json.dumps(settings, sort_keys=True, default=str))
-        if settings_path.exists():
-            stored = json.loads(settings_path.read_text(encoding="utf-8"))
-            if stored != canonical:
-                changed = sorted(k for k in set(stored) | set(canonical) if stored.get(k) != canonical.get(k))
-                raise RunDirError(f"{self.run_dir} holds a different compile (settings differ in: "
-                                  f"{', '.join(changed)}); use another --run-dir or the same settings to resume")
-        else:
-            settings_path.write_text(json.dumps(canonical, indent=2, sort_keys=True), encoding="utf-8")
+        stored = self._stored_settings()
+        if stored is None:
+            _write_atomically(self.run_dir / SETTINGS_FILE, json.dumps(canonical, indent=2, sort_keys=True))
+        elif stored != canonical:
+            changed = sorted(k for k in set(stored) | set(canonical) if stored.get(k) != canonical.get(k))
+            raise RunDirError(f"{self.run_dir} holds a different compile (settings differ in: "
+                              f"{', '.join(changed)}); use another --run-dir or the same settings to resume")
         self._repair_torn_tail()
         self.records = read_ledger(self.path)
         self._steps = {r.get("step") for r in self.records}
         self.resumed = bool(self.records)
         self._lock = threading.Lock()
+
+    def _stored_settings(self) -> dict[str, Any] | None:
+        """The settings a previous compile wrote here; None when there are none worth keeping.
+
+        Settings are written atomically, so an unreadable file comes from elsewhere (an older honed, a
+        disk fault); it is rewritten only while the ledger holds no record that it would vouch for.
+        """
+        path = self.run_dir / SETTINGS_FILE
+        if not path.exists():
+            return None
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(stored, dict):
+                return stored
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            pass
+        if self.path.exists() and self.path.read_bytes().strip():
+            raise RunDirError(f"{path} is damaged but {self.path} holds records, so the run cannot be resumed "
+                              "safely; use another --run-dir")
+        logger.warning("%s: unreadable settings from an interrupted start rewritten", path)
+        return None
 
     def _repair_torn_tail(self) -> None:
         """Cut a torn last line so that appends start on a fresh line."""
@@ -95,10 +120,38 @@ class RunLedger:
             if step in self._steps:
                 return False
             line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+            created = not self.path.exists()
             with self.path.open("a", encoding="utf-8") as handle:
                 handle.write(line)
                 handle.flush()
                 os.fsync(handle.fileno())
+            if created:  # the file's name must survive a crash as well as its bytes
+                _fsync_directory(self.run_dir)
             self._steps.add(step)
             self.records.append(record)
             return True
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write `text` to `path` so that a kill at any moment leaves either no file or the whole file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with temporary.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename or a new file in `directory` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
