@@ -15,13 +15,12 @@ import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import dspy
 import pytest
-from fault_server import FaultServer, Recorded, loopback_only
+from fault_server import FaultServer, Recorded
 from films import data, program
 
 import honed
@@ -35,22 +34,7 @@ CLAIM = {"cause": "says positive for bad films", "explains": [1, 2],
          "new_instruction": "Be careful with negative words.", "show_examples": False}
 
 
-@pytest.fixture(autouse=True)
-def _loopback(_no_real_models_in_unit_tests: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Reach the fault server on 127.0.0.1 through conftest's socket guard; nothing else (see loopback_only)."""
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    with loopback_only():
-        yield
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _restore_dspy_settings() -> Iterator[None]:
-    saved = {name: dspy.settings.get(name) for name in ("lm", "adapter", "honed_optimizer_lm")}
-    saved_cache = dspy.cache
-    yield
-    dspy.configure(**saved)
-    dspy.cache = saved_cache
+pytestmark = pytest.mark.usefixtures("loopback_servers", "restore_dspy_settings")
 
 
 def text_of(body: dict[str, Any], role: str) -> str:

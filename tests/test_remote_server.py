@@ -26,7 +26,7 @@ import honed
 from honed.cache import HonedCache
 from honed.models import model_identity, resolve_gguf_path
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.usefixtures("restore_dspy_settings")]
 
 REMOTE_MODEL = "openai/smollm2"
 API_KEY = "sk-local"  # llama_cpp.server checks no key; litellm's openai route wants one
@@ -241,13 +241,3 @@ def test_same_endpoint_hits_and_another_endpoint_misses(remote_sentiment: Remote
     other = honed.evaluate(sentiment.program(), other_examples, sentiment.metric, progress=False)
     assert other.errors == 0, [r.error for r in other.results]
     assert (other.lm_calls, other.cache_hits) == (len(other_examples), 0)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _restore_dspy_settings() -> Iterator[None]:
-    """Leave DSPy as this module found it, for test files that run afterwards."""
-    saved = {name: dspy.settings.get(name) for name in ("lm", "adapter", "honed_optimizer_lm")}
-    saved_cache = dspy.cache
-    yield
-    dspy.configure(**saved)
-    dspy.cache = saved_cache

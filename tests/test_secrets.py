@@ -10,13 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import dspy
 import pytest
-from fault_server import FaultServer, loopback_only
+from fault_server import FaultServer
 from films import data, program
 
 import honed
@@ -30,22 +28,7 @@ KEY = "sk-PLANTED-1234567890abcdef"
 HEADER_SECRET = "tok-PLANTED-HEADER-0987654321"
 
 
-@pytest.fixture(autouse=True)
-def _loopback(_no_real_models_in_unit_tests: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Reach the fault server on 127.0.0.1 through conftest's socket guard; nothing else (see loopback_only)."""
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    with loopback_only():
-        yield
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _restore_dspy_settings() -> Iterator[None]:
-    saved = {name: dspy.settings.get(name) for name in ("lm", "adapter", "honed_optimizer_lm")}
-    saved_cache = dspy.cache
-    yield
-    dspy.configure(**saved)
-    dspy.cache = saved_cache
+pytestmark = pytest.mark.usefixtures("loopback_servers", "restore_dspy_settings")
 
 
 def answer(body: dict[str, Any], schema: dict[str, Any] | None) -> Any:

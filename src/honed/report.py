@@ -67,11 +67,16 @@ def write_report(source: str | Path, out_path: str | Path | None = None) -> Path
         target = Path(out_path)
         if target.is_dir():
             target = target / "report.html"
+    return write_page(page, target, "the report")
+
+
+def write_page(page: str, target: Path, what: str) -> Path:
+    """Write an HTML page, creating its folder; an unwritable target is a ConfigError naming `what`."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(page, encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot write the report to {target}: {exc}") from exc
+        raise ConfigError(f"cannot write {what} to {target}: {exc}") from exc
     return target
 
 

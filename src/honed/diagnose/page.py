@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from honed.errors import ConfigError
-from honed.report import _esc, _is_number, _kv_table, _page, _plain_text, _pre, _short, _table
+from honed.report import _esc, _is_number, _kv_table, _page, _plain_text, _pre, _short, _table, write_page
 
 
 def build_diagnosis_report(result: Mapping[str, Any]) -> str:
@@ -32,13 +32,7 @@ def write_diagnosis_report(result: Mapping[str, Any] | str | Path, out_html: str
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ConfigError(f"{result}: cannot read the diagnosis JSON: {exc}") from None
     page = build_diagnosis_report(result)  # type: ignore[arg-type]
-    target = Path(out_html)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(page, encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot write the diagnosis page to {target}: {exc}") from exc
-    return target
+    return write_page(page, Path(out_html), "the diagnosis page")
 
 
 def _verdict(value: Any, yes: str = "yes", no: str = "no") -> str:
