@@ -137,6 +137,16 @@ def test_budget_holds(cache_dir, tmp_path, budget):
     assert optimizer.summary["budget_used"] <= budget and len(calls) <= budget
 
 
+def test_a_small_budget_keeps_enough_to_rank_the_edit_it_verified(cache_dir, tmp_path):
+    """At 44 calls a whole minibatch of 6 plus two repairs cannot all be paid for; the step shrinks and
+    verifies only what leaves room for validation, so the verified fix reaches the beam."""
+    answer, _ = world()
+    optimizer, compiled, ledger = compile_(answer, cache_dir, tmp_path / "run", budget=44)
+    assert optimizer.summary["val_score"] == 1.0 and optimizer.summary["budget_used"] <= 44
+    assert any(r["step"].startswith("step1/val/") for r in ledger)
+    assert FIXED in compiled.predict.procedure.render()
+
+
 def test_resume_and_rerun_are_free_and_identical(tmp_path):
     answer, first_calls = world()
     _, first, _ = compile_(answer, tmp_path / "cache", tmp_path / "run")

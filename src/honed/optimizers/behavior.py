@@ -266,7 +266,11 @@ class _BehaviorCompile(CandidateSearch):
     # -- 2-3. observe, locate, refine ----------------------------------------------------------------
     def refine(self, step_no: int, parent: Candidate, beam: list[tuple[Candidate, float]]) -> bool:
         procedure = Procedure.model_validate_json(parent.predictors[self.target].procedure or "")
-        batch = self.rng.sample(self.train, min(self.opt.minibatch, len(self.train)))
+        size = self.planned_minibatch()
+        if not size:
+            self.stop_reason = "budget"
+            return False
+        batch = self.rng.sample(self.train, size)
         results = self.evaluate(parent, batch)
         if results is None:
             return False
@@ -296,8 +300,12 @@ class _BehaviorCompile(CandidateSearch):
         step_id = max(departures, key=lambda k: (len(departures[k]), -procedure.index(k)))
         cases = departures[step_id]
         passing = [r for r in results if r.score >= 1.0]
-        admitted = []
+        admitted: list[Candidate] = []
+        targeted = [case[0] for case in cases]
+        verify_cost = self.run.eval_cost(len(targeted) + min(self.verify_passing, len(passing)))
         for edit_no, (result, at, steps) in enumerate(cases[: self.opt.edits_per_step]):
+            if not self.run.budget.affords(1 + verify_cost + self.rank_cost(len(admitted) + 1)):
+                break  # what is left goes to ranking the edits already verified
             reference = references[results.index(result)] or []
             config = {} if edit_no == 0 else {"temperature": self.opt.sample_temperature,
                                               "seed": self.opt.seed * 100_003 + step_no * 101 + edit_no}
@@ -319,11 +327,12 @@ class _BehaviorCompile(CandidateSearch):
                     k: v for k, v in gold_labels(result).items() if k in self.task_signature.output_fields})
                 demos = (*parent.predictors[self.target].worked_demos, demo)[-self.opt.max_demos:]
                 candidates.append(self.behavior_candidate(parent, procedure, demos, "demonstration"))
-            targeted = [case[0] for case in cases]
             held_any = False
             for candidate in candidates:
                 if candidate.id in self.seen:
                     continue
+                if not self.run.budget.affords(verify_cost + self.rank_cost(len(admitted) + 1)):
+                    break
                 self.seen.add(candidate.id)
                 verdict = self.verify(candidate, targeted, passing, f"step{step_no}/verify/{candidate.id}",
                                       step_id=step_id)
@@ -334,6 +343,19 @@ class _BehaviorCompile(CandidateSearch):
                     admitted.append(candidate)
             self.edits_held += held_any and fix is not None
         return self.rank(f"step{step_no}", admitted, beam) if admitted else True
+
+    def planned_minibatch(self) -> int:
+        """The largest minibatch (up to `minibatch`) for which the budget left pays one whole refinement
+        step: observing it, its reference executions, one repair, verifying the repair and ranking it on
+        validation. Without this plan a small budget runs out after verification, and an edit that held
+        never reaches the beam. 0 when not even one example fits."""
+        passing = self.verify_passing
+        for size in range(min(self.opt.minibatch, len(self.train)), 0, -1):
+            cost = (self.run.eval_cost(size) + size + 1 + self.run.eval_cost(size + passing)
+                    + self.rank_cost())
+            if self.run.budget.affords(cost):
+                return size
+        return 0
 
     def references(self, step_no: int, procedure: Procedure, results: list[ExampleResult]
                    ) -> list[list[str] | None] | None:

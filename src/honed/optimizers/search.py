@@ -80,11 +80,18 @@ class CandidateSearch:
                 return False
             partial.append((score, candidate))
         partial.sort(key=lambda item: -item[0])
+        paid_for = True
         for _, candidate in partial[: self.beam_size]:
             score = self.val_score(candidate, self.val, f"{label}/val/{candidate.id}")
             if score is None:
-                return False
+                paid_for = False  # the candidates validated so far still join the beam
+                break
             beam.append((candidate, score))
         beam.sort(key=lambda item: -item[1])  # stable: earlier (the seed first) wins ties
         del beam[self.beam_size:]
-        return True
+        return paid_for
+
+    def rank_cost(self, candidates: int = 1) -> int:
+        """Calls `rank` needs for `candidates` admitted candidates when only the best gets the full pass:
+        what a step must keep in hand so that a verified edit can still reach the beam."""
+        return self.run.eval_cost(max(1, len(self.val) // 4) * candidates + len(self.val))
