@@ -325,6 +325,8 @@ def test_following_reports_the_ledgers_verification_outcomes(tmp_path, capsys):
         assert (item["checked_passing"], item["broken"], item["still_right"]) == (
             verify["checked_passing"], verify["regressions"], verify["checked_passing"] - verify["regressions"])
         assert item["about"]["new_instruction"] in ("Be careful with negative words.", "Think about the film.")
+        assert len(item["examples"]["fixed"]) == item["fixed"] and len(item["examples"]["broken"]) == item["broken"]
+        assert sorted(item["examples"]["fixed"] + item["examples"]["still_wrong"]) == sorted(verify["targeted_ids"])
     held = [v for v in verifies if v["held"]]
     accepted = result["totals"]["accepted"]
     assert accepted["refinements"] == len(held)
@@ -345,7 +347,7 @@ def test_following_reports_the_ledgers_verification_outcomes(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["totals"] == result["totals"]
     page = (tmp_path / "f" / "following.html").read_text()
-    assert "Changed as intended" in page and "Think about the film." in page
+    assert "Changed as intended" in page and "Think about the film." in page and "fixed: e" in page
 
 
 def test_following_of_a_behavior_run_includes_per_step_following(tmp_path):

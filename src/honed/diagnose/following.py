@@ -84,6 +84,11 @@ def _refinement(verify: Mapping[str, Any], claims: Mapping[str, Mapping[str, Any
         "still_right": checked - broken, "broken": broken,
         "intended_rate": round(fixed / targeted, 4) if targeted else None,
     }
+    ids = {key: verify.get(key) for key in ("targeted_ids", "fixed_ids", "broken_ids")}
+    if all(isinstance(v, list) for v in ids.values()):  # ledgers from honed 0.1 hold counts only
+        fixed_set = set(ids["fixed_ids"])
+        item["examples"] = {"fixed": ids["fixed_ids"], "broken": ids["broken_ids"],
+                            "still_wrong": [i for i in ids["targeted_ids"] if i not in fixed_set]}
     if owner in claims:
         claim = claims[owner]
         item["kind"] = "claim"

@@ -162,11 +162,12 @@ def _following_body(result: Mapping[str, Any]) -> str:
         following = ""
         if "following_before" in about:
             following = f"{_rate_text(about.get('following_before'))} → {_rate_text(about.get('following_after'))}"
+        examples = r.get("examples") if isinstance(r.get("examples"), Mapping) else {}
         rows.append((f"<code>{_esc(r.get('step'))}</code>", _esc(r.get("kind")), _esc(r.get("origin")), what,
                      f"{_esc(r.get('fixed'))} fixed, {_esc(r.get('still_wrong'))} still wrong of "
-                     f"{_esc(r.get('targeted'))}",
+                     f"{_esc(r.get('targeted'))}{_ids(examples, 'fixed', 'still_wrong')}",
                      f"{_esc(r.get('still_right'))} still right, {_esc(r.get('broken'))} broken of "
-                     f"{_esc(r.get('checked_passing'))}",
+                     f"{_esc(r.get('checked_passing'))}{_ids(examples, 'broken')}",
                      _rate_text(r.get("intended_rate")), _verdict(r.get("accepted"), "accepted", "rejected"),
                      _verdict(r.get("in_final")), following or _esc(None)))
     if rows:
@@ -183,3 +184,10 @@ def _following_body(result: Mapping[str, Any]) -> str:
                      "observed runs in which the target's step output matched the reference execution's.</p>"
                      + _table(("observed at", "candidate", *[str(s) for s in steps]), f_rows) + "</section>")
     return "\n".join(parts)
+
+
+def _ids(examples: Mapping[str, Any], *keys: str) -> str:
+    """Which examples a refinement fixed, left wrong or broke, by id (ledgers that record them)."""
+    parts = [f"{key.replace('_', ' ')}: {', '.join(_esc(i) for i in examples[key])}"
+             for key in keys if isinstance(examples.get(key), list) and examples[key]]
+    return f"<div class=\"muted\">{'; '.join(parts)}</div>" if parts else ""
