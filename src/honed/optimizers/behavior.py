@@ -326,9 +326,9 @@ class _BehaviorCompile(CandidateSearch):
                 demo = self.worked_demo(result.example, list(reference), {
                     k: v for k, v in gold_labels(result).items() if k in self.task_signature.output_fields})
                 demos = (*parent.predictors[self.target].worked_demos, demo)[-self.opt.max_demos:]
-                # Verified first: showing a weak target the failing case done right is the cheaper
-                # lever (no optimizer call) and, when the budget pays for one ranking only, the one
-                # that moved validation more in our runs (singular_to_plural: 0.40 against 0.20).
+                # Verified first: showing a weak target the failing case done right needs no optimizer
+                # call, and demonstrations are what a small target follows best (the no-demos ablation
+                # loses most of the gain), so it is the edit to rank when the budget pays for one only.
                 candidates.insert(0, self.behavior_candidate(parent, procedure, demos, "demonstration"))
             fix_held = False  # the verification rate is about the optimizer's repairs, not demonstrations
             for candidate in candidates:
