@@ -49,7 +49,7 @@ OPTIMIZERS = ["none", "labeled", "bootstrap", "copro", "mipro", "gepa", "simba",
 DEFAULT_ADAPTER_ROW = "dspy-default-adapter"
 OURS = {"reflective", "behavior", "behavior-no-demos"}
 RESULT_KEYS = ["task", "optimizer", "test_score", "val_score", "calls", "budget", "paid_calls", "tokens", "wall_s",
-               "parse_failures", "test_n", "stop_reason", "error"]
+               "compile_s", "parse_failures", "test_n", "stop_reason", "error"]
 
 
 def _csv(text: str, allowed: list[str], what: str) -> list[str]:
@@ -107,6 +107,19 @@ def _row(task: Task, optimizer: str, **fields: Any) -> dict[str, Any]:
     return {key: fields.get(key) for key in RESULT_KEYS} | {"task": task.name, "optimizer": optimizer}
 
 
+def first_compile_seconds(summary: dict[str, Any]) -> float | None:
+    """How long the compile took when its calls were paid for: the `elapsed_s` its ledger's final record
+    got when first written (a rerun answered from the cache takes seconds and appends nothing)."""
+    from honed.optimizers import read_ledger
+
+    run_dir = summary.get("run_dir")
+    if not run_dir:
+        return None
+    final = next((r for r in reversed(read_ledger(Path(run_dir) / "ledger.jsonl")) if r.get("kind") == "final"),
+                 None)
+    return final.get("elapsed_s") if final else None
+
+
 def run_row(task: Task, optimizer: str, args: argparse.Namespace) -> dict[str, Any]:
     """Compile (unless `none`), then score on test. A failure becomes a row that says why."""
     cache = current_cache()
@@ -135,8 +148,8 @@ def run_row(task: Task, optimizer: str, args: argparse.Namespace) -> dict[str, A
     return _row(task, optimizer, test_score=round(report.score, 4), val_score=round(summary["val_score"], 4),
                 calls=summary.get("budget_used", 0), budget=args.budget,
                 paid_calls=cache.counts().misses - paid_before, tokens=compile_tokens,
-                wall_s=round(time.perf_counter() - started, 1), parse_failures=report.parse_failures,
-                test_n=report.n, stop_reason=summary.get("stop_reason"),
+                wall_s=round(time.perf_counter() - started, 1), compile_s=first_compile_seconds(summary),
+                parse_failures=report.parse_failures, test_n=report.n, stop_reason=summary.get("stop_reason"),
                 error=note if str(note).startswith("error") else None)
 
 
@@ -202,12 +215,17 @@ def markdown(result: dict[str, Any]) -> str:
                       f"typed outputs): test {_cell(row['test_score'])}, parse failures {row['parse_failures']}"
                       f"/{row['test_n']}."]
     lines += ["", "## Every row", "",
-              "| task | optimizer | test | val | calls | paid calls | tokens | wall s | parse failures | stop |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "`calls`: distinct model requests the compile made (its budget use); `paid calls`: of all requests "
+              "in this row (compile and test), those the cache could not answer in this run; `compile s`: the "
+              "compile's time when its calls were first paid for; `wall s`: this run's time for the row.", "",
+              "| task | optimizer | test | val | calls | paid calls | tokens | compile s | wall s | parse failures "
+              "| stop |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         stop = r["error"] or r["stop_reason"] or ""
         lines.append(f"| {r['task']} | {r['optimizer']} | {_cell(r['test_score'])} | {_cell(r['val_score'])} | "
-                     f"{_cell(r['calls'])} | {_cell(r['paid_calls'])} | {_cell(r['tokens'])} | {_cell(r['wall_s'], 1)}"
+                     f"{_cell(r['calls'])} | {_cell(r['paid_calls'])} | {_cell(r['tokens'])} | "
+                     f"{_cell(r.get('compile_s'), 1)} | {_cell(r['wall_s'], 1)}"
                      f" | {_cell(r['parse_failures'])} | {str(stop).replace('|', '/')[:80]} |")
     return "\n".join(lines) + "\n"
 

@@ -11,7 +11,7 @@ import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare.py"
 ROW_KEYS = {"task", "optimizer", "test_score", "val_score", "calls", "budget", "paid_calls", "tokens", "wall_s",
-            "parse_failures", "test_n", "stop_reason", "error"}
+            "compile_s", "parse_failures", "test_n", "stop_reason", "error"}
 
 
 @pytest.mark.model
@@ -35,6 +35,7 @@ def test_compare_writes_json_markdown_and_plot_within_the_budget(tmp_path):
     for name in ("none", "labeled"):
         assert rows[name]["calls"] <= 16 and rows[name]["error"] is None and rows[name]["tokens"] > 0
     assert rows["none"]["calls"] == 0 and rows["labeled"]["calls"] == 10  # two validation passes of 5
+    assert rows["none"]["compile_s"] is None and rows["labeled"]["compile_s"] > 0
     # Plain DSPy's ChatAdapter cannot be parsed on this model; typed outputs can.
     assert rows["dspy-default-adapter"]["parse_failures"] == 2 and rows["none"]["parse_failures"] == 0
     assert [m["optimizer"] for m in result["mean"]] == ["none", "labeled"]
