@@ -113,6 +113,19 @@ def test_the_final_instruction_is_shown_beside_the_seed(run_dir, page):
     assert 'class="badge ok">held<' in page[page.index('id="claims"'):]
 
 
+def test_the_page_says_whether_the_refinements_changed_what_the_target_does(run_dir, page):
+    from honed.diagnose import diagnose_following
+
+    totals = diagnose_following(run_dir)["totals"]["accepted"]
+    assert totals["refinements"] >= 1 and totals["targeted"] >= 1
+    section = page[page.index('id="totals"'):]
+    section = section[:section.index("</section>")]
+    assert "Changed as intended" in section
+    row = re.search(r"<tr><td>accepted \(held\)</td>(.*?)</tr>", section).group(1)
+    cells = re.findall(r"<td>(.*?)</td>", row)
+    assert cells[:3] == [str(totals["refinements"]), str(totals["targeted"]), str(totals["fixed"])]
+
+
 @pytest.mark.parametrize("make", ["missing", "empty_dir", "not_json", "not_artifact"])
 def test_a_bad_source_is_a_config_error_naming_it(tmp_path, make):
     source = tmp_path / f"source-{make}"

@@ -298,7 +298,7 @@ class _RunReport:
         s = self.settings
         title = f"honed report: {s.get('optimizer', 'compile')} on {s.get('task') or s.get('task_model') or '?'}"
         parts = [self.header(), self.cost(), self.progress(), self.predictors(), self.reflections(),
-                 self.following(), self.other_records(), self.stop_reason()]
+                 self.changed_as_intended(), self.following(), self.other_records(), self.stop_reason()]
         if self.artifact is not None:
             path, data = self.artifact
             parts.append("<section id=\"artifact\"><h2>Artifact</h2>"
@@ -551,6 +551,16 @@ class _RunReport:
                 "at least one cited failure and more failures than it breaks among passing examples.</p>"
                 + _table(("step", "predictor", "shown examples", "cause", "proposed instruction", "verification",
                           "claim"), rows) + "</section>")
+
+    # -- question 2 of the diagnostics ------------------------------------------------------------------
+    def changed_as_intended(self) -> str:
+        """`honed diagnose following`'s totals, for runs whose ledger records verifications."""
+        from honed.diagnose.following import following_from_ledger
+        from honed.diagnose.page import changed_as_intended_section
+
+        if not any(r.get("kind") == "verify" for r in self.records):
+            return ""
+        return changed_as_intended_section(following_from_ledger(self.run_dir))
 
     # -- following rates ----------------------------------------------------------------------------------
     def following(self) -> str:

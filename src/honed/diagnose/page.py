@@ -135,19 +135,8 @@ def _following_body(result: Mapping[str, Any]) -> str:
     parts = [header]
     if result.get("note"):
         parts.append(f"<p class=\"muted\">{_esc(result.get('note'))}</p>")
-    totals = result.get("totals") if isinstance(result.get("totals"), Mapping) else {}
-    t_rows = []
-    for label, key in (("accepted (held)", "accepted"), ("all verified", "all")):
-        t = totals.get(key) if isinstance(totals.get(key), Mapping) else {}
-        t_rows.append((html.escape(label), _esc(t.get("refinements")), _esc(t.get("targeted")), _esc(t.get("fixed")),
-                       _esc(t.get("still_wrong")), _esc(t.get("checked_passing")), _esc(t.get("still_right")),
-                       _esc(t.get("broken")), _rate_text(t.get("intended_rate")), _esc(t.get("in_final"))))
     if result.get("supported", True):
-        parts.append("<section id=\"totals\"><h2>Changed as intended</h2><p>Intended rate = targeted examples fixed "
-                     "/ targeted examples.</p>"
-                     + _table(("refinements", "count", "targeted", "fixed", "still wrong", "passing re-run",
-                               "still right", "broken", "intended rate", "in the final program"), t_rows)
-                     + "</section>")
+        parts.append(changed_as_intended_section(result))
     rows = []
     for r in result.get("refinements") or []:
         if not isinstance(r, Mapping):
@@ -184,6 +173,24 @@ def _following_body(result: Mapping[str, Any]) -> str:
                      "observed runs in which the target's step output matched the reference execution's.</p>"
                      + _table(("observed at", "candidate", *[str(s) for s in steps]), f_rows) + "</section>")
     return "\n".join(parts)
+
+
+def changed_as_intended_section(result: Mapping[str, Any]) -> str:
+    """The totals of a following diagnosis: how many targeted examples the refinements fixed, how many
+    passing ones they broke. Also a section of `honed report`'s page for honed's own runs."""
+    totals = result.get("totals") if isinstance(result.get("totals"), Mapping) else {}
+    t_rows = []
+    for label, key in (("accepted (held)", "accepted"), ("all verified", "all")):
+        t = totals.get(key) if isinstance(totals.get(key), Mapping) else {}
+        t_rows.append((html.escape(label), _esc(t.get("refinements")), _esc(t.get("targeted")), _esc(t.get("fixed")),
+                       _esc(t.get("still_wrong")), _esc(t.get("checked_passing")), _esc(t.get("still_right")),
+                       _esc(t.get("broken")), _rate_text(t.get("intended_rate")), _esc(t.get("in_final"))))
+    return ("<section id=\"totals\"><h2>Changed as intended</h2><p>Did the refinements change what the target "
+            "does? Intended rate = targeted examples fixed / targeted examples (<code>honed diagnose following"
+            "</code> lists them one by one).</p>"
+            + _table(("refinements", "count", "targeted", "fixed", "still wrong", "passing re-run",
+                      "still right", "broken", "intended rate", "in the final program"), t_rows)
+            + "</section>")
 
 
 def _ids(examples: Mapping[str, Any], *keys: str) -> str:
