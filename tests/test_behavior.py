@@ -52,13 +52,16 @@ def world(fix_text: str = FIXED, action: str = "rewrite"):
     return answer, calls
 
 
+def program() -> honed.Classify:
+    return honed.Classify(["positive", "negative"], input_field="sentence", output_field="sentiment",
+                          instructions="Classify the sentiment.")
+
+
 def compile_(answer, cache_dir, run_dir, budget=400, **options):
     honed.configure(model=ScriptedLM(answer), cache_dir=cache_dir, num_threads=1)
-    program = honed.Classify(["positive", "negative"], input_field="sentence", output_field="sentiment",
-                             instructions="Classify the sentiment.")
     optimizer = BehaviorOptimizer(honed.ExactMatch("sentiment"), budget=budget, refinement_steps=2, minibatch=6,
                                   progress=False, **options)
-    compiled = optimizer.compile(program, trainset=data(14), valset=data(8, offset=100), run_dir=run_dir)
+    compiled = optimizer.compile(program(), trainset=data(14), valset=data(8, offset=100), run_dir=run_dir)
     return optimizer, compiled, read_ledger(run_dir / "ledger.jsonl")
 
 
@@ -118,6 +121,28 @@ def test_wrong_demonstrations_are_rejected(cache_dir, tmp_path):
         assert record["accepted"] == (int(record["example"][1:]) % 2 == 0)
     drafted = next(r for r in ledger if r["step"] == "step0/val")
     assert optimizer.summary["demos_rejected"] >= 1 and drafted
+
+
+def test_examples_the_teacher_got_wrong_are_demonstrated_by_a_reference_execution(cache_dir, tmp_path):
+    """The drafted procedure says "Answer positive", so the teacher gets every negative example wrong;
+    with only negatives to demonstrate, the worked examples come from reference executions, which
+    know the answer, and carry the gold label."""
+    answer, _ = world()
+    honed.configure(model=ScriptedLM(answer), cache_dir=cache_dir, num_threads=1)
+    train = data(3) + [e for e in data(40) if int(e.id[1:]) % 2][2:13]  # e0-e2 for the draft, then negatives
+    optimizer = BehaviorOptimizer(honed.ExactMatch("sentiment"), budget=400, refinement_steps=1, minibatch=6,
+                                  progress=False)
+    optimizer.compile(program(), trainset=train, valset=data(8, offset=100), run_dir=tmp_path / "run")
+    ledger = read_ledger(tmp_path / "run" / "ledger.jsonl")
+    taught = [r for r in ledger if r["kind"] == "demonstration"]
+    assert taught and not any(r["accepted"] for r in taught)
+    references = [r for r in ledger if r["kind"] == "reference_demonstration"]
+    assert [r["example"] for r in references] == [r["example"] for r in taught][:3]
+    assert optimizer.summary["demos_from_reference"] == 3 and optimizer.summary["demos_accepted"] == 0
+    verified = next(r for r in ledger if r["kind"] == "verify")["candidate"]
+    demos = verified["predictors"]["predict"]["worked_demos"]
+    assert [d["sentiment"] for d in demos[:3]] == ["negative"] * 3
+    assert [d["steps"][-1] for d in demos[:3]] == ["negative"] * 3  # the reference's steps end at the answer
 
 
 def test_ablation_removes_demonstrations(cache_dir, tmp_path):

@@ -6,7 +6,10 @@ step by step, show it doing so, watch where it departs, and fix that step:
 0. Draft: the optimizer model writes a procedure from the task instruction and a few solved examples.
 1. Demonstrate: the procedure is run on training examples (by the optimizer model, as a teacher);
    worked examples whose final answer is correct under the metric become demonstrations, wrong ones
-   are rejected. `demonstrations=False` gives the paper's ablation: no demos, a "follow strictly" line.
+   are rejected. When fewer than `max_demos` were correct, rejected examples are demonstrated by a
+   reference execution instead (the optimizer model told the correct answer, as in step 2), so that a
+   weak teacher still yields worked examples with right answers. `demonstrations=False` gives the
+   paper's ablation: no demos, a "follow strictly" line.
 2. Observe: the target runs the procedure on a minibatch; a reference execution of the same steps
    (the optimizer model, told the correct answer) gives what each step should produce. The first step
    where the target's trace departs from the reference is located; per-step following rates are recorded.
@@ -131,6 +134,7 @@ class _BehaviorCompile(CandidateSearch):
         self.edits_held = 0
         self.demos_accepted = 0
         self.demos_rejected = 0
+        self.demos_from_reference = 0
         self.step_scores: list[dict[str, Any]] = []
         self.following: dict[str, float] = {}
 
@@ -182,6 +186,7 @@ class _BehaviorCompile(CandidateSearch):
             return ()
         teacher = Behave(self.task_signature, procedure)
         accepted: list[str] = []
+        rejected: list[dspy.Example] = []
         for index, example in enumerate(self.train[self.opt.draft_examples:][: self.opt.max_demos * 2]):
             if len(accepted) >= self.opt.max_demos:
                 break
@@ -201,7 +206,24 @@ class _BehaviorCompile(CandidateSearch):
                                                  {k: result.prediction[k] for k in self.task_signature.output_fields}))
             else:
                 self.demos_rejected += 1
+                rejected.append(example)
+        for index, example in enumerate(rejected[: self.opt.max_demos - len(accepted)]):
+            steps = self.reference_steps(f"demo/reference/{index}", procedure, example)
+            self.log(f"demo/reference/{index}", kind="reference_demonstration", example=example_id(example, -1),
+                     accepted=steps is not None, steps=steps)
+            if steps is not None:
+                self.demos_from_reference += 1
+                accepted.append(self.worked_demo(example, steps, {
+                    k: v for k, v in gold_labels_of(example).items() if k in self.task_signature.output_fields}))
         return tuple(accepted)
+
+    def reference_steps(self, ledger_step: str, procedure: Procedure, example: dspy.Example) -> list[str] | None:
+        """The procedure carried out by the optimizer model told the correct answer: what each step should
+        produce. Also the demonstration of an example the teacher got wrong (a small teacher model gets most
+        transformations wrong, and without worked examples a small target rarely follows the steps)."""
+        done = self.ask(ledger_step, reference_signature(len(procedure.steps)), None, procedure=procedure.render(),
+                        task_input=self.describe_inputs(example), correct_answer=self.describe_answer(example))
+        return [str(s) for s in done.steps] if done is not None else None
 
     def worked_demo(self, example: dspy.Example, steps: list[str], outputs: dict[str, Any]) -> str:
         inputs = {k: example[k] for k in self.task_signature.input_fields}
@@ -253,6 +275,7 @@ class _BehaviorCompile(CandidateSearch):
             "following": self.following, "edits": self.edits, "edits_held": self.edits_held,
             "verification_rate": (self.edits_held / self.edits) if self.edits else None,
             "demos_accepted": self.demos_accepted, "demos_rejected": self.demos_rejected,
+            "demos_from_reference": self.demos_from_reference,
             "budget": self.opt.budget, "budget_used": self.run.budget.used, "lm_calls": self.run.paid_calls(),
             "cache_hits": self.run.cache_hits(), "stop_reason": self.stop_reason,
             "run_dir": str(self.run.ledger.run_dir), "candidate": best.to_json(),
@@ -363,16 +386,12 @@ class _BehaviorCompile(CandidateSearch):
     def references(self, step_no: int, procedure: Procedure, results: list[ExampleResult]
                    ) -> list[list[str] | None] | None:
         """Reference executions of the procedure (optimizer model, told the correct answer)."""
-        signature = reference_signature(len(procedure.steps))
         refs: list[list[str] | None] = []
         for index, result in enumerate(results):
             if not self.run.budget.affords(1):
                 self.stop_reason = "budget"
                 return None
-            done = self.ask(f"step{step_no}/reference/{index}", signature, None, procedure=procedure.render(),
-                            task_input=self.describe_inputs(result.example),
-                            correct_answer=self.describe_answer(result.example))
-            refs.append([str(s) for s in done.steps] if done is not None else None)
+            refs.append(self.reference_steps(f"step{step_no}/reference/{index}", procedure, result.example))
         return refs
 
     def apply_fix(self, procedure: Procedure, step_id: str, fix: Any) -> Procedure | None:
