@@ -108,8 +108,9 @@ def _row(task: Task, optimizer: str, **fields: Any) -> dict[str, Any]:
 
 
 def first_compile_seconds(summary: dict[str, Any]) -> float | None:
-    """How long the compile took when its calls were paid for: the `elapsed_s` its ledger's final record
-    got when first written (a rerun answered from the cache takes seconds and appends nothing)."""
+    """How long the compile took in the run that wrote its ledger: the `elapsed_s` of the final record
+    (a later rerun answered from the cache takes seconds and appends nothing, so this keeps the first
+    run's time; it is seconds too when the ledger itself was written by a run from a warm cache)."""
     from honed.optimizers import read_ledger
 
     run_dir = summary.get("run_dir")
@@ -216,8 +217,9 @@ def markdown(result: dict[str, Any]) -> str:
                       f"/{row['test_n']}."]
     lines += ["", "## Every row", "",
               "`calls`: distinct model requests the compile made (its budget use); `paid calls`: of all requests "
-              "in this row (compile and test), those the cache could not answer in this run; `compile s`: the "
-              "compile's time when its calls were first paid for; `wall s`: this run's time for the row.", "",
+              "in this row (compile and test), those the cache could not answer in this run; `compile s`: how long "
+              "the compile took in the run that wrote its ledger (seconds where that run was itself answered from "
+              "the cache); `wall s`: this run's time for the row.", "",
               "| task | optimizer | test | val | calls | paid calls | tokens | compile s | wall s | parse failures "
               "| stop |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
