@@ -111,13 +111,12 @@ def first_compile_seconds(summary: dict[str, Any]) -> float | None:
     """How long the compile took in the run that wrote its ledger: the `elapsed_s` of the final record
     (a later rerun answered from the cache takes seconds and appends nothing, so this keeps the first
     run's time; it is seconds too when the ledger itself was written by a run from a warm cache)."""
-    from honed.optimizers import read_ledger
+    from honed.optimizers import final_record, read_ledger
 
     run_dir = summary.get("run_dir")
     if not run_dir:
         return None
-    final = next((r for r in reversed(read_ledger(Path(run_dir) / "ledger.jsonl")) if r.get("kind") == "final"),
-                 None)
+    final = final_record(read_ledger(Path(run_dir) / "ledger.jsonl"))
     return final.get("elapsed_s") if final else None
 
 

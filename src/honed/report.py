@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from honed.errors import ConfigError, HonedError
-from honed.optimizers.ledger import LEDGER_FILE, SETTINGS_FILE, read_ledger
+from honed.optimizers.ledger import LEDGER_FILE, SETTINGS_FILE, final_record, read_ledger, read_settings
 
 __all__ = ["build_report", "run_dir_of", "write_report"]
 
@@ -256,8 +256,8 @@ class _RunReport:
             raise ConfigError(f"{run_dir}: cannot read its ledger: {exc}") from exc
         except OSError as exc:
             raise ConfigError(f"{run_dir}: cannot read its ledger: {exc}") from exc
-        self.settings = self._read_settings()
-        self.final = next((r for r in reversed(self.records) if r.get("kind") == "final"), None)
+        self.settings = read_settings(run_dir)
+        self.final = final_record(self.records)
         self.validations = [r for r in self.records if r.get("kind") == "validate"]
         self.claims = [r for r in self.records if r.get("kind") == "claim"]
         self.verifies = [r for r in self.records if r.get("kind") == "verify"]
@@ -265,16 +265,6 @@ class _RunReport:
         self.seed = self._seed()
         self.seed_id = (self.seed or {}).get("id") or next(
             (r.get("candidate") for r in self.validations if r.get("step") == "seed/val"), None)
-
-    def _read_settings(self) -> dict[str, Any]:
-        path = self.run_dir / SETTINGS_FILE
-        if not path.is_file():
-            return {}
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            return {}
-        return data if isinstance(data, dict) else {}
 
     def _candidates(self) -> dict[str, dict[str, Any]]:
         """Every full candidate JSON in the ledger, by id."""
@@ -555,12 +545,12 @@ class _RunReport:
     # -- question 2 of the diagnostics ------------------------------------------------------------------
     def changed_as_intended(self) -> str:
         """`honed diagnose following`'s totals, for runs whose ledger records verifications."""
-        from honed.diagnose.following import following_from_ledger
+        from honed.diagnose.following import following_from_records
         from honed.diagnose.page import changed_as_intended_section
 
-        if not any(r.get("kind") == "verify" for r in self.records):
+        if not self.verifies:
             return ""
-        return changed_as_intended_section(following_from_ledger(self.run_dir))
+        return changed_as_intended_section(following_from_records(self.run_dir, self.records, self.settings))
 
     # -- following rates ----------------------------------------------------------------------------------
     def following(self) -> str:

@@ -19,24 +19,15 @@ The result is one JSON object (schema `honed.diagnose.following/1`, documented i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from honed.optimizers.dspy_optimizers import DSPY_OPTIMIZERS
-from honed.optimizers.ledger import LEDGER_FILE, SETTINGS_FILE, read_ledger
+from honed.optimizers.ledger import LEDGER_FILE, final_record, read_ledger, read_settings
 
 SCHEMA = "honed.diagnose.following/1"
 _SETTINGS_SHOWN = ("optimizer", "budget", "seed", "task_model", "optimizer_model", "dspy_optimizer")
-
-
-def _settings(run_dir: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((run_dir / SETTINGS_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _optimizer(settings: Mapping[str, Any], records: list[dict[str, Any]]) -> str | None:
@@ -53,8 +44,7 @@ def _lineage(records: list[dict[str, Any]]) -> set[str]:
         candidate = record.get("candidate")
         if isinstance(candidate, Mapping) and isinstance(candidate.get("id"), str):
             parents.setdefault(candidate["id"], candidate.get("parent"))
-    final = next((r for r in reversed(records) if r.get("kind") == "final"), None)
-    current = (final or {}).get("candidate")
+    current = (final_record(records) or {}).get("candidate")
     node = current.get("id") if isinstance(current, Mapping) else None
     chain: set[str] = set()
     while isinstance(node, str) and node not in chain:
@@ -125,7 +115,12 @@ def _totals(items: list[dict[str, Any]]) -> dict[str, Any]:
 def following_from_ledger(run_dir: Path) -> dict[str, Any]:
     """The diagnosis of one run directory's ledger."""
     records = [r for r in read_ledger(run_dir / LEDGER_FILE) if isinstance(r, dict)]
-    settings = _settings(run_dir)
+    return following_from_records(run_dir, records, read_settings(run_dir))
+
+
+def following_from_records(run_dir: Path, records: list[dict[str, Any]], settings: Mapping[str, Any]
+                           ) -> dict[str, Any]:
+    """The diagnosis of a ledger already read (`honed report` has it in hand)."""
     optimizer = _optimizer(settings, records)
     result: dict[str, Any] = {
         "schema": SCHEMA, "diagnosis": "following", "run_dir": str(run_dir), "optimizer": optimizer,
@@ -160,7 +155,7 @@ def following_from_ledger(run_dir: Path) -> dict[str, Any]:
     result["following"] = [{"step": r.get("step"), "candidate": r.get("candidate"), "rates": r.get("following"),
                             "departures": r.get("departures"), "failures": r.get("failures"), "n": r.get("n")}
                            for r in observed.values() if isinstance(r.get("following"), Mapping)]
-    final = next((r for r in reversed(records) if r.get("kind") == "final"), None)
+    final = final_record(records)
     if final is not None and isinstance(final.get("following"), Mapping):
         result["final_following"] = final["following"]
     if not items:

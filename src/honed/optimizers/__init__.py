@@ -2,8 +2,8 @@
 
 from honed.optimizers.behavior import BehaviorOptimizer
 from honed.optimizers.budget import BudgetExhausted, CallBudget
-from honed.optimizers.ledger import RunDirError, RunLedger, read_ledger
+from honed.optimizers.ledger import RunDirError, RunLedger, final_record, read_ledger, read_settings
 from honed.optimizers.reflective import ReflectiveRefine
 
 __all__ = ["BehaviorOptimizer", "BudgetExhausted", "CallBudget", "ReflectiveRefine", "RunDirError", "RunLedger",
-           "read_ledger"]
+           "final_record", "read_ledger", "read_settings"]

@@ -9,6 +9,7 @@ the program's answer, is blamed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from honed.evaluate import ExampleResult
 from honed.programs.metrics import normalize
@@ -16,8 +17,13 @@ from honed.programs.metrics import normalize
 NOT_GOLD = frozenset({"id", "answers"})
 
 
+def example_gold(example: Any) -> dict[str, object]:
+    """The gold values an example carries (its labels, less the id and the alternative answers)."""
+    return {k: v for k, v in example.labels().items() if k not in NOT_GOLD}
+
+
 def gold_labels(result: ExampleResult) -> dict[str, object]:
-    return {k: v for k, v in result.example.labels().items() if k not in NOT_GOLD}
+    return example_gold(result.example)
 
 
 def attribute(result: ExampleResult, predictor_order: Sequence[str]) -> str:

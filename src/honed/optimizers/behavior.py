@@ -35,7 +35,7 @@ from honed.errors import ConfigError
 from honed.evaluate import ExampleResult, run_example, stops_evaluation
 from honed.modules import Behave, Procedure, Step
 from honed.modules.behave import STEPS_FIELD
-from honed.optimizers.attribution import gold_labels
+from honed.optimizers.attribution import example_gold
 from honed.optimizers.candidates import Candidate, PredictorState, example_id, seed_candidate
 from honed.optimizers.run import CompileRun, open_compile
 from honed.optimizers.search import CandidateSearch
@@ -157,9 +157,12 @@ class _BehaviorCompile(CandidateSearch):
     def describe_inputs(self, example: dspy.Example) -> str:
         return "; ".join(f"{k}: {v}" for k, v in example.inputs().toDict().items())
 
+    def gold_outputs(self, example: dspy.Example) -> dict[str, Any]:
+        """The example's correct values of the task's output fields: the answer a demonstration shows."""
+        return {k: v for k, v in example_gold(example).items() if k in self.task_signature.output_fields}
+
     def describe_answer(self, example: dspy.Example) -> str:
-        labels = {k: v for k, v in gold_labels_of(example).items() if k in self.task_signature.output_fields}
-        return ", ".join(f"{k}: {v}" for k, v in labels.items())
+        return ", ".join(f"{k}: {v}" for k, v in self.gold_outputs(example).items())
 
     # -- 0. draft ------------------------------------------------------------------------------------
     def draft(self) -> Procedure:
@@ -213,8 +216,7 @@ class _BehaviorCompile(CandidateSearch):
                      accepted=steps is not None, steps=steps)
             if steps is not None:
                 self.demos_from_reference += 1
-                accepted.append(self.worked_demo(example, steps, {
-                    k: v for k, v in gold_labels_of(example).items() if k in self.task_signature.output_fields}))
+                accepted.append(self.worked_demo(example, steps, self.gold_outputs(example)))
         return tuple(accepted)
 
     def reference_steps(self, ledger_step: str, procedure: Procedure, example: dspy.Example) -> list[str] | None:
@@ -346,8 +348,7 @@ class _BehaviorCompile(CandidateSearch):
                     demos = parent.predictors[self.target].worked_demos
                     candidates.append(self.behavior_candidate(parent, new_procedure, demos, f"fix:{fix.action}"))
             if self.opt.demonstrations and reference:
-                demo = self.worked_demo(result.example, list(reference), {
-                    k: v for k, v in gold_labels(result).items() if k in self.task_signature.output_fields})
+                demo = self.worked_demo(result.example, list(reference), self.gold_outputs(result.example))
                 demos = (*parent.predictors[self.target].worked_demos, demo)[-self.opt.max_demos:]
                 # Verified first: showing a weak target the failing case done right needs no optimizer
                 # call, and demonstrations are what a small target follows best (the no-demos ablation
@@ -409,7 +410,3 @@ class _BehaviorCompile(CandidateSearch):
         if normalize(first) == normalize(old.instruction):
             return None
         return procedure.replace(step_id, [Step(id=step_id, instruction=first, produces=old.produces)])
-
-
-def gold_labels_of(example: dspy.Example) -> dict[str, Any]:
-    return {k: v for k, v in example.labels().items() if k not in ("id", "answers")}

@@ -50,6 +50,22 @@ def read_ledger(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
+def read_settings(run_dir: str | Path) -> dict[str, Any]:
+    """A run directory's `settings.json` as written; {} when it is missing or unreadable (readers such as
+    reports show what they can; resuming checks it strictly in `RunLedger`)."""
+    path = Path(run_dir) / SETTINGS_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def final_record(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The compile's `final` record (the last one, should a ledger hold several), or None while unfinished."""
+    return next((r for r in reversed(records) if r.get("kind") == "final"), None)
+
+
 class RunLedger:
     """A run directory with `settings.json` (what was compiled, how) and `ledger.jsonl` (what happened)."""
 
