@@ -224,3 +224,21 @@ def test_a_run_directory_that_cannot_be_created_is_a_clear_error(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(RunDirError, match=r"cannot create the run directory .*file/run.*pass a writable --run-dir"):
         RunLedger(tmp_path / "file" / "run", SETTINGS)
+
+
+def test_a_second_process_is_refused_the_run_dir_until_the_first_dies(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom honed.optimizers.ledger import RunLedger\n"
+         f"RunLedger(sys.argv[1], {SETTINGS!r})\nprint('ready', flush=True)\ntime.sleep(60)", str(tmp_path / "run")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(RunDirError, match=rf"in use by another compile \(process {holder.pid}\)"):
+            RunLedger(tmp_path / "run", SETTINGS)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    ledger = RunLedger(tmp_path / "run", SETTINGS)  # a killed compile leaves no stale lock
+    ledger.append({"step": "a", "kind": "x"})
+    ledger.close()
+    assert [r["step"] for r in read_ledger(ledger.path)] == ["a"]

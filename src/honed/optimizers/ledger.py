@@ -6,6 +6,10 @@ line is detected, skipped, and cut before the next append. `settings.json` is wr
 (temporary file, fsync, rename), so a kill during a compile's first moments never leaves half of it.
 Resuming replays the compile deterministically from the disk cache (no paid call is repeated) and
 appends only the steps the ledger does not already hold.
+
+A compile holds a lock on its run directory (`lock`, a POSIX record lock that the system drops when
+the process dies, so a killed compile leaves no stale lock): a second process given the same run
+directory is refused instead of interleaving its records with the first one's.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 LEDGER_FILE = "ledger.jsonl"
 SETTINGS_FILE = "settings.json"
+LOCK_FILE = "lock"
 
 
 class RunDirError(HonedError):
@@ -76,15 +81,20 @@ class RunLedger:
         except OSError as exc:
             raise RunDirError(f"cannot create the run directory {self.run_dir} ({exc.strerror or exc}); "
                               "pass a writable --run-dir") from exc
+        self._lock_fd = _lock_run_dir(self.run_dir)
         self.path = self.run_dir / LEDGER_FILE
         canonical = json.loads(json.dumps(settings, sort_keys=True, default=str))
-        stored = self._stored_settings()
-        if stored is None:
-            _write_atomically(self.run_dir / SETTINGS_FILE, json.dumps(canonical, indent=2, sort_keys=True))
-        elif stored != canonical:
-            changed = sorted(k for k in set(stored) | set(canonical) if stored.get(k) != canonical.get(k))
-            raise RunDirError(f"{self.run_dir} holds a different compile (settings differ in: "
-                              f"{', '.join(changed)}); use another --run-dir or the same settings to resume")
+        try:
+            stored = self._stored_settings()
+            if stored is None:
+                _write_atomically(self.run_dir / SETTINGS_FILE, json.dumps(canonical, indent=2, sort_keys=True))
+            elif stored != canonical:
+                changed = sorted(k for k in set(stored) | set(canonical) if stored.get(k) != canonical.get(k))
+                raise RunDirError(f"{self.run_dir} holds a different compile (settings differ in: "
+                                  f"{', '.join(changed)}); use another --run-dir or the same settings to resume")
+        except BaseException:
+            self.close()
+            raise
         self._repair_torn_tail()
         self.records = read_ledger(self.path)
         self._steps = {r.get("step") for r in self.records}
@@ -123,6 +133,12 @@ class RunLedger:
                 handle.truncate(cut)
             logger.warning("%s: torn last line removed before resuming", self.path)
 
+    def close(self) -> None:
+        """Release the run directory's lock (also released when the process ends)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
     def has(self, step: str) -> bool:
         return step in self._steps
 
@@ -146,6 +162,30 @@ class RunLedger:
             self._steps.add(step)
             self.records.append(record)
             return True
+
+
+def _lock_run_dir(run_dir: Path) -> int | None:
+    """Lock `run_dir` for this process; RunDirError naming the holder when another process has it.
+
+    `lockf` (not `flock`) because its locks belong to the process: a process may open its own run
+    directory again (a report during a compile, tests), while a second process is refused. None where
+    the platform has no `fcntl` (Windows): there the directory is not locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise RunDirError(f"{run_dir} is in use by another compile (process {holder}); wait for it to finish "
+                          "or pass another --run-dir") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
 
 
 def _write_atomically(path: Path, text: str) -> None:

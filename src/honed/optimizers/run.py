@@ -79,6 +79,7 @@ class CompileRun:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+        self.ledger.close()
 
     def paid_calls(self) -> int:
         """Provider calls (cache misses) since this compile started, all models."""
