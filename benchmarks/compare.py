@@ -12,7 +12,7 @@ test examples (its unparseable answers run to max_tokens, ~10 s each), to show w
 Writes `compare.json` (every row), `compare.md` (mean and per-task tables) and `compare.png` (mean test
 score against mean model calls) to `--out` (default `benchmarks/results/`).
 
-    python benchmarks/compare.py                                  # the full run (about an hour on 2 cores)
+    python benchmarks/compare.py                                  # the full run (hours on 2 cores; minutes warm)
     python benchmarks/compare.py --tasks sentiment --optimizers none,labeled,behavior --budget 40 --limit 20
     python benchmarks/compare.py --train my.train.jsonl --test my.test.jsonl --optimizers none,behavior
 

@@ -101,6 +101,8 @@ def test_departing_step_is_located_and_only_it_is_rewritten(cache_dir, tmp_path)
     final = compiled.predict.procedure
     assert [s.instruction for s in final.steps] == ["Read the sentence.", FIXED]  # s1 untouched
     assert optimizer.summary["val_score"] == 1.0 and optimizer.summary["baseline_val_score"] == 0.5
+    gain = optimizer.summary["gain_over_seed"]  # the returned behavior beat the seed beyond chance
+    assert gain["holds"] and gain["losses"] == 0 and gain["p_value"] <= 0.2
     assert optimizer.summary["following"]["s1"] == 1.0
     assert optimizer.summary["step_scores"][0]["step"] == 0
 

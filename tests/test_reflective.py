@@ -122,6 +122,39 @@ def test_never_worse_on_validation_than_the_seed(cache_dir, tmp_path):
     assert compiled.predict.signature.instructions == "Classify."
 
 
+def chance_gain_world():
+    """The edit fixes every training failure, but on validation wins 3 and loses 2 against the seed."""
+    def answer(messages, schema):
+        if "new_instruction" in schema["properties"]:
+            return {"cause": "c", "explains": [1], "new_instruction": "Be careful now.", "show_examples": False}
+        system, last = messages[0]["content"], messages[-1]["content"]
+        number = int(last.split()[-1])
+        if "careful" not in system:
+            return {"sentiment": "positive"}
+        if number < 100:
+            return {"sentiment": "negative" if "bad" in last else "positive"}
+        return {"sentiment": "negative" if number in (100, 101, 102, 103, 105) else "positive"}
+
+    return ScriptedLM(answer)
+
+
+def test_a_validation_gain_that_may_be_chance_keeps_the_seed(cache_dir, tmp_path):
+    optimizer, compiled = compile_(chance_gain_world(), cache_dir, tmp_path / "run")
+    assert compiled.predict.signature.instructions == "Classify."
+    assert optimizer.summary["val_score"] == optimizer.summary["baseline_val_score"] == 0.5
+    gain = optimizer.summary["gain_over_seed"]
+    assert (gain["val_score"], gain["wins"], gain["losses"], gain["holds"]) == (0.625, 3, 2, False)
+    assert gain["p_value"] == 0.5  # at least 3 heads in 5 fair tosses
+    final = [r for r in read_ledger(tmp_path / "run" / "ledger.jsonl") if r["kind"] == "final"][0]
+    assert final["gain_over_seed"] == gain
+
+
+def test_significance_one_returns_any_higher_validation_score(cache_dir, tmp_path):
+    optimizer, compiled = compile_(chance_gain_world(), cache_dir, tmp_path / "run", significance=1.0)
+    assert compiled.predict.signature.instructions == "Be careful now."
+    assert optimizer.summary["val_score"] == 0.625 and optimizer.summary["gain_over_seed"]["holds"] is True
+
+
 class TwoStage(dspy.Module):
     """keyword extraction, then classification from the keyword."""
 
@@ -162,7 +195,7 @@ def test_multi_predictor_compile_reflects_on_the_blamed_predictor(cache_dir, tmp
 
     honed.configure(model=ScriptedLM(answer), cache_dir=cache_dir, num_threads=1)
     examples = [dspy.Example(id=f"k{i}", sentence=f"{w} film", keyword=w, sentiment="negative" if w == "bad" else
-                             "positive").with_inputs("sentence") for i, w in enumerate(["bad", "good"] * 6)]
+                             "positive").with_inputs("sentence") for i, w in enumerate(["bad", "good"] * 10)]
     optimizer = ReflectiveRefine(honed.ExactMatch("sentiment"), budget=300, minibatch=6, max_rounds=2,
                                  progress=False)
     compiled = optimizer.compile(TwoStage(), trainset=examples[:8], valset=examples[8:], run_dir=tmp_path / "run")

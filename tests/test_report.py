@@ -111,6 +111,10 @@ def test_the_final_instruction_is_shown_beside_the_seed(run_dir, page):
     assert f"<pre>{html.escape(final['stop_reason'])}</pre>" in page[page.index('id="stop"'):]
     assert final["claims"] >= 1 and final["claims_held"] >= 1  # the claim table says which candidates held
     assert 'class="badge ok">held<' in page[page.index('id="claims"'):]
+    gain = final["gain_over_seed"]  # 3 won, 0 lost on validation: p = 1/8
+    assert (gain["wins"], gain["losses"], gain["holds"]) == (3, 0, True)
+    cost = page[page.index('id="cost"'):page.index("</section>", page.index('id="cost"'))]
+    assert "best candidate vs seed" in cost and "+3 / −0" in cost and "p=0.125" in cost
 
 
 def test_the_page_says_whether_the_refinements_changed_what_the_target_does(run_dir, page):

@@ -92,6 +92,12 @@ def cmd_compile(args: argparse.Namespace, task: Any, settings: Any) -> int:
     rate = summary.get("verification_rate")
     print(f"compiled {task.name} with {args.optimizer}: validation {summary['baseline_val_score']:.3f} -> "
           f"{summary['val_score']:.3f}")
+    gain = summary.get("gain_over_seed")
+    if gain:
+        verdict = "returned" if gain["holds"] else "not returned: the seed was kept, as the gain may be chance"
+        print(f"  best candidate: validation {gain['val_score']:.3f}, won {gain['wins']} and lost {gain['losses']} "
+              f"examples against the seed (sign test p={gain['p_value']:.3f}, needs <= {gain['significance']:g}); "
+              f"{verdict}")
     if "claims" in summary:
         print(f"  reflections: {summary['claims']} claims, {summary['claims_held']} held when verified"
               + (f" (verification rate {rate:.0%})" if rate is not None else ""))

@@ -383,6 +383,12 @@ class _RunReport:
         if self.final:
             cards.append(card("validation score", f"{_esc(self.final.get('baseline_val_score'))} → "
                               f"{_esc(self.final.get('val_score'))}", "seed → final"))
+            gain = self.final.get("gain_over_seed")
+            if isinstance(gain, dict):
+                verdict = "returned" if gain.get("holds") else "seed kept: the gain may be chance"
+                cards.append(card("best candidate vs seed", f"+{_esc(gain.get('wins'))} / −{_esc(gain.get('losses'))}",
+                                  f"validation {_esc(gain.get('val_score'))}, sign test p={_esc(gain.get('p_value'))}"
+                                  f" (needs ≤ {_esc(gain.get('significance'))}); {verdict}"))
         return f"<section id=\"cost\"><h2>Cost</h2><div class=\"cards\">{''.join(cards)}</div></section>"
 
     # -- progress --------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from honed.optimizers.attribution import example_gold
 from honed.optimizers.candidates import Candidate, PredictorState, example_id, seed_candidate
 from honed.optimizers.run import CompileRun, open_compile
 from honed.optimizers.search import CandidateSearch
+from honed.optimizers.significance import DEFAULT_SIGNIFICANCE, check_significance
 from honed.programs.metrics import normalize
 from honed.signatures.behavior import DraftProcedure, FixStep, reference_signature
 
@@ -83,6 +84,8 @@ class BehaviorOptimizer(Teleprompter):
         demonstrations: False for the ablation (no worked examples; a "follow strictly" instruction).
         max_demos: worked demonstrations kept. minibatch: examples observed per refinement step.
         edits_per_step: repair proposals per refinement step (the first greedy, the others sampled).
+        significance: the returned program replaces the seed only when a one-sided paired sign test
+            on validation puts its gain at p <= this (1.0: any higher validation score will do).
     """
 
     name = "behavior"
@@ -90,7 +93,8 @@ class BehaviorOptimizer(Teleprompter):
     def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600,
                  refinement_steps: int = 3, demonstrations: bool = True, max_demos: int = 3, minibatch: int = 8,
                  edits_per_step: int = 2, beam: int = 3, verify_passing: int = 3, draft_examples: int = 3,
-                 sample_temperature: float = 0.8, seed: int = 0, num_threads: int | None = None,
+                 sample_temperature: float = 0.8, seed: int = 0, significance: float = DEFAULT_SIGNIFICANCE,
+                 num_threads: int | None = None,
                  progress: bool | None = None) -> None:
         super().__init__()
         for label, value in (("budget", budget), ("refinement_steps", refinement_steps), ("minibatch", minibatch),
@@ -102,6 +106,7 @@ class BehaviorOptimizer(Teleprompter):
         self.minibatch, self.edits_per_step, self.beam = minibatch, edits_per_step, beam
         self.verify_passing, self.draft_examples = verify_passing, draft_examples
         self.sample_temperature, self.seed = sample_temperature, seed
+        self.significance = check_significance(significance)
         self.num_threads, self.progress = num_threads, progress
         self.summary: dict[str, Any] = {}
 
@@ -110,7 +115,7 @@ class BehaviorOptimizer(Teleprompter):
                 "demonstrations": self.demonstrations, "max_demos": self.max_demos, "minibatch": self.minibatch,
                 "edits_per_step": self.edits_per_step, "beam": self.beam, "verify_passing": self.verify_passing,
                 "draft_examples": self.draft_examples, "sample_temperature": self.sample_temperature,
-                "seed": self.seed}
+                "seed": self.seed, "significance": self.significance}
 
     def compile(self, student: dspy.Module, *, trainset: Sequence[dspy.Example], teacher: Any = None,
                 valset: Sequence[dspy.Example] | None = None, run_dir: str | Path | None = None,
@@ -125,7 +130,8 @@ class BehaviorOptimizer(Teleprompter):
 class _BehaviorCompile(CandidateSearch):
     def __init__(self, opt: BehaviorOptimizer, run: CompileRun, student: dspy.Module, train: list[dspy.Example],
                  val: list[dspy.Example], opt_lm: dspy.BaseLM, order: list[str]) -> None:
-        super().__init__(run, student, train, val, seed=opt.seed, beam=opt.beam, verify_passing=opt.verify_passing)
+        super().__init__(run, student, train, val, seed=opt.seed, beam=opt.beam, verify_passing=opt.verify_passing,
+                         significance=opt.significance)
         self.opt, self.opt_lm, self.order = opt, opt_lm, order
         self.target = order[-1]  # the predictor that produces the program's answer
         predictor = dict(student.named_predictors())[self.target]
@@ -267,13 +273,14 @@ class _BehaviorCompile(CandidateSearch):
             self.run.tick(step=step_no, best=f"{beam[0][1]:.3f}")
         else:
             self.stop_reason = "refinement_steps"
-        best, best_val = beam[0]
+        best, best_val, gain = self.settle(beam, seed, seed_val)
         self.log("final", kind="final", candidate=best.to_json(), val_score=best_val, baseline_val_score=seed_val,
-                 step_scores=self.step_scores, following=self.following, edits=self.edits,
+                 gain_over_seed=gain, step_scores=self.step_scores, following=self.following, edits=self.edits,
                  edits_held=self.edits_held, stop_reason=self.stop_reason)
         self.opt.summary = {
             "optimizer": self.opt.name, "demonstrations": self.opt.demonstrations,
-            "baseline_val_score": seed_val, "val_score": best_val, "step_scores": self.step_scores,
+            "baseline_val_score": seed_val, "val_score": best_val, "gain_over_seed": gain,
+            "step_scores": self.step_scores,
             "following": self.following, "edits": self.edits, "edits_held": self.edits_held,
             "verification_rate": (self.edits_held / self.edits) if self.edits else None,
             "demos_accepted": self.demos_accepted, "demos_rejected": self.demos_rejected,

@@ -6,7 +6,8 @@ mistakes it explains, a new instruction, whether to show the examples as demonst
 claim into candidates (a rewritten instruction, and/or the cited examples added as demonstrations);
 **verify** each candidate on the very examples its claim says it fixes plus a few passing ones, and
 admit it only if the claim held; rank admitted candidates on validation by successive halving; keep a
-beam. The seed program stays in the running, so the result is never worse on validation than the seed.
+beam. The seed program stays in the running, so the result is never worse on validation than the seed,
+and a candidate replaces it only when its validation gain passes a paired sign test (`significance`).
 
 The verification rate (claims that held / claims made) answers, for every run, whether the optimizer's
 reflections change what the target model does.
@@ -27,6 +28,7 @@ from honed.optimizers.attribution import attribute, gold_labels
 from honed.optimizers.candidates import Candidate, PredictorState, build, example_id, seed_candidate
 from honed.optimizers.run import CompileRun, open_compile
 from honed.optimizers.search import CandidateSearch
+from honed.optimizers.significance import DEFAULT_SIGNIFICANCE, check_significance
 from honed.programs.metrics import normalize
 from honed.signatures.reflect import ProposeFix
 
@@ -43,6 +45,8 @@ class ReflectiveRefine(Teleprompter):
         claims_per_round: reflections asked per round (the first greedy, the others sampled at
             `reflection_temperature` with fixed seeds). errors_per_claim: mistakes shown per reflection.
         verify_passing: passing examples re-run to catch regressions. max_demos: demonstrations per predictor.
+        significance: the returned program replaces the seed only when a one-sided paired sign test
+            on validation puts its gain at p <= this (1.0: any higher validation score will do).
     """
 
     name = "reflective"
@@ -50,7 +54,8 @@ class ReflectiveRefine(Teleprompter):
     def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600, beam: int = 4,
                  minibatch: int = 16, claims_per_round: int = 2, errors_per_claim: int = 4, verify_passing: int = 4,
                  max_demos: int = 4, max_rounds: int = 20, reflection_temperature: float = 0.8, seed: int = 0,
-                 num_threads: int | None = None, progress: bool | None = None) -> None:
+                 significance: float = DEFAULT_SIGNIFICANCE, num_threads: int | None = None,
+                 progress: bool | None = None) -> None:
         super().__init__()
         for label, value in (("budget", budget), ("beam", beam), ("minibatch", minibatch),
                              ("claims_per_round", claims_per_round), ("errors_per_claim", errors_per_claim),
@@ -69,6 +74,7 @@ class ReflectiveRefine(Teleprompter):
         self.max_rounds = max_rounds
         self.reflection_temperature = reflection_temperature
         self.seed = seed
+        self.significance = check_significance(significance)
         self.num_threads = num_threads
         self.progress = progress
         self.summary: dict[str, Any] = {}
@@ -77,7 +83,8 @@ class ReflectiveRefine(Teleprompter):
         return {"optimizer": self.name, "budget": self.budget, "beam": self.beam, "minibatch": self.minibatch,
                 "claims_per_round": self.claims_per_round, "errors_per_claim": self.errors_per_claim,
                 "verify_passing": self.verify_passing, "max_demos": self.max_demos, "max_rounds": self.max_rounds,
-                "reflection_temperature": self.reflection_temperature, "seed": self.seed}
+                "reflection_temperature": self.reflection_temperature, "seed": self.seed,
+                "significance": self.significance}
 
     def compile(self, student: dspy.Module, *, trainset: Sequence[dspy.Example], teacher: Any = None,
                 valset: Sequence[dspy.Example] | None = None, run_dir: str | Path | None = None,
@@ -94,7 +101,8 @@ class _Compile(CandidateSearch):
 
     def __init__(self, opt: ReflectiveRefine, run: CompileRun, student: dspy.Module, train: list[dspy.Example],
                  val: list[dspy.Example], opt_lm: dspy.BaseLM, order: list[str]) -> None:
-        super().__init__(run, student, train, val, seed=opt.seed, beam=opt.beam, verify_passing=opt.verify_passing)
+        super().__init__(run, student, train, val, seed=opt.seed, beam=opt.beam, verify_passing=opt.verify_passing,
+                         significance=opt.significance)
         self.opt, self.opt_lm, self.order = opt, opt_lm, order
         self.claims = 0
         self.held = 0
@@ -113,11 +121,11 @@ class _Compile(CandidateSearch):
             if not self.round(round_no, beam):
                 break
             self.run.tick(round=round_no, best=f"{beam[0][1]:.3f}")
-        best, best_val = beam[0]
+        best, best_val, gain = self.settle(beam, seed, seed_val)
         self.log("final", kind="final", candidate=best.to_json(), val_score=best_val, baseline_val_score=seed_val,
-                 claims=self.claims, claims_held=self.held, stop_reason=self.stop_reason)
+                 gain_over_seed=gain, claims=self.claims, claims_held=self.held, stop_reason=self.stop_reason)
         self.opt.summary = {
-            "optimizer": self.opt.name, "baseline_val_score": seed_val, "val_score": best_val,
+            "optimizer": self.opt.name, "baseline_val_score": seed_val, "val_score": best_val, "gain_over_seed": gain,
             "claims": self.claims, "claims_held": self.held,
             "verification_rate": (self.held / self.claims) if self.claims else None,
             "budget": self.opt.budget, "budget_used": self.run.budget.used, "lm_calls": self.run.paid_calls(),

@@ -15,14 +15,17 @@ import dspy
 from honed.evaluate import ExampleResult
 from honed.optimizers.candidates import Candidate, build, example_id
 from honed.optimizers.run import CompileRun
+from honed.optimizers.significance import DEFAULT_SIGNIFICANCE, paired_gain
 
 
 class CandidateSearch:
     """State of one compile: the run (budget, ledger), the data, and the candidates seen so far."""
 
     def __init__(self, run: CompileRun, student: dspy.Module, train: list[dspy.Example], val: list[dspy.Example],
-                 *, seed: int, beam: int, verify_passing: int) -> None:
+                 *, seed: int, beam: int, verify_passing: int, significance: float = DEFAULT_SIGNIFICANCE) -> None:
         self.run, self.student, self.train, self.val = run, student, train, val
+        self.significance = significance
+        self.val_outcomes: dict[str, list[float]] = {}  # candidate id -> per-example scores on the full valset
         self.by_id = {example_id(e, i): e for i, e in enumerate(train)}
         self.rng = random.Random(seed)
         self.beam_size = beam
@@ -48,6 +51,8 @@ class CandidateSearch:
         if results is None:
             return None
         score = sum(r.score for r in results) / len(results)
+        if examples is self.val:
+            self.val_outcomes[candidate.id] = [r.score for r in results]
         self.log(step, kind="validate", candidate=candidate.id, n=len(results), score=score)
         return score
 
@@ -92,6 +97,26 @@ class CandidateSearch:
         beam.sort(key=lambda item: -item[1])  # stable: earlier (the seed first) wins ties
         del beam[self.beam_size:]
         return paid_for
+
+    def settle(self, beam: list[tuple[Candidate, float]], seed: Candidate, seed_val: float
+               ) -> tuple[Candidate, float, dict[str, Any] | None]:
+        """The program to return: the best beam member whose validation gain over the seed is not
+        chance (a paired sign test, see `honed.optimizers.significance`), else the seed.
+
+        Returns the candidate, its validation score, and the test of the best-scoring candidate
+        (None when no candidate scored above the seed), which the final record and summary carry.
+        """
+        seed_scores = self.val_outcomes[seed.id]
+        reported: dict[str, Any] | None = None
+        for candidate, score in beam:
+            if candidate.id == seed.id or score <= seed_val:
+                continue
+            gain = paired_gain(seed_scores, self.val_outcomes[candidate.id], self.significance)
+            if reported is None:
+                reported = {"candidate": candidate.id, "val_score": score, **gain.to_json()}
+            if gain.holds:
+                return candidate, score, {"candidate": candidate.id, "val_score": score, **gain.to_json()}
+        return seed, seed_val, reported
 
     def rank_cost(self, candidates: int = 1) -> int:
         """Calls `rank` needs for `candidates` admitted candidates when only the best gets the full pass:
