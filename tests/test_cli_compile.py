@@ -47,3 +47,22 @@ def test_unknown_optimizer_is_a_one_line_failure(capsys, tmp_path):
                  "--cache-dir", str(tmp_path / "c")])
     assert code == 1
     assert "unknown optimizer 'nope'" in capsys.readouterr().err
+
+
+def test_the_default_run_dir_is_named_by_every_optimizer_setting(tmp_path, cache_dir):
+    """A changed setting (here `significance`) gets its own run, not a refusal to resume the other one."""
+    import honed
+    from honed.compiling import compile_task
+    from honed.optimizers.ledger import read_settings
+    from honed.programs.tasks import task_from_files
+    from honed.testing import ScriptedLM
+
+    for split, n in (("train", 12), ("test", 2)):
+        rows = [{"id": f"{split}{i}", "input": f"word {i}", "output": "yes"} for i in range(n)]
+        (tmp_path / f"t.{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = task_from_files(tmp_path / "t.train.jsonl", tmp_path / "t.test.jsonl", instructions="Say yes.")
+    honed.configure(model=ScriptedLM(lambda messages, schema: {"output": "yes"}), cache_dir=cache_dir, num_threads=1)
+    runs = [compile_task(task, "reflective", budget=20, cache_dir=tmp_path / "c", progress=False, **options)
+            .summary["run_dir"] for options in ({}, {"significance": 1.0}, {})]
+    assert runs[0] != runs[1] and runs[0] == runs[2]
+    assert [read_settings(r)["significance"] for r in runs[:2]] == [0.2, 1.0]

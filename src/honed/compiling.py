@@ -56,8 +56,12 @@ def compile_task(task: Task, optimizer: str, *, budget: int, seed: int = 0, run_
     lm = dspy.settings.lm
     settings = {"budget": budget, "seed": seed, "train": content_hash(train), "val": content_hash(val),
                 "model": getattr(lm, "model", None), **options}
-    directory = Path(run_dir) if run_dir else default_run_dir(task, optimizer, settings, cache_dir)
     teleprompter = make_optimizer(optimizer, task.metric, budget=budget, seed=seed, progress=progress, **options)
+    if callable(getattr(teleprompter, "settings", None)):
+        # every setting the run directory records, so that a new default (say, after an upgrade) gets
+        # a fresh run instead of a refusal to resume one made under other settings
+        settings = {**teleprompter.settings(), **settings}
+    directory = Path(run_dir) if run_dir else default_run_dir(task, optimizer, settings, cache_dir)
     program = teleprompter.compile(task.program(), trainset=train, valset=val, run_dir=directory)
     summary = {"task": task.name, "optimizer": optimizer, "seed": seed, "train_size": len(train),
                "val_size": len(val), **getattr(teleprompter, "summary", {})}
