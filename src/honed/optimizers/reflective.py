@@ -25,9 +25,9 @@ from dspy.teleprompt import Teleprompter
 from honed.errors import ConfigError
 from honed.evaluate import ExampleResult
 from honed.optimizers.attribution import attribute, gold_labels
-from honed.optimizers.candidates import Candidate, PredictorState, build, example_id, seed_candidate
+from honed.optimizers.candidates import Candidate, PredictorState, build, seed_candidate
 from honed.optimizers.run import CompileRun, open_compile
-from honed.optimizers.search import CandidateSearch
+from honed.optimizers.search import CandidateSearch, result_id
 from honed.optimizers.significance import DEFAULT_SIGNIFICANCE, check_significance
 from honed.programs.metrics import normalize
 from honed.signatures.reflect import ProposeFix
@@ -155,7 +155,7 @@ class _Compile(CandidateSearch):
         shown_before: list[list[str]] = []
         for claim_no in range(self.opt.claims_per_round):
             shown = self.window(mine, claim_no)
-            ids = [example_id(r.example, -1) for r in shown]
+            ids = [result_id(r) for r in shown]
             if ids in shown_before:
                 break
             shown_before.append(ids)
@@ -222,11 +222,11 @@ class _Compile(CandidateSearch):
             from dspy.utils.exceptions import AdapterParseError
 
             parse = find_cause(exc, AdapterParseError)
-            self.log(step, kind="claim", predictor=target, shown=[example_id(r.example, -1) for r in shown],
+            self.log(step, kind="claim", predictor=target, shown=[result_id(r) for r in shown],
                      error=f"{type(exc).__name__}: {exc}".splitlines()[0],
                      response=getattr(parse, "lm_response", None))
             return None
-        self.log(step, kind="claim", predictor=target, shown=[example_id(r.example, -1) for r in shown],
+        self.log(step, kind="claim", predictor=target, shown=[result_id(r) for r in shown],
                  cause=claim.cause, explains=list(claim.explains), new_instruction=claim.new_instruction,
                  show_examples=bool(claim.show_examples))
         return claim
@@ -253,7 +253,7 @@ class _Compile(CandidateSearch):
         if len(text) >= 8 and normalize(text) != normalize(state.instructions):
             made.append(parent.with_predictor(target, PredictorState(text, state.demo_ids), "instruction"))
         if claim.show_examples or not made:
-            new_ids = [example_id(r.example, -1) for r in cited if example_id(r.example, -1) in self.by_id]
+            new_ids = [key for key in map(result_id, cited) if key in self.by_id]
             demos = tuple(dict.fromkeys([*state.demo_ids, *new_ids]))[-self.opt.max_demos:]
             if demos != state.demo_ids:
                 made.append(parent.with_predictor(target, PredictorState(state.instructions, demos), "demonstrations"))

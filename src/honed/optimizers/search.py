@@ -66,14 +66,14 @@ class CandidateSearch:
         results = self.evaluate(candidate, [r.example for r in targeted] + [r.example for r in check])
         if results is None:
             return None
-        fixed_ids = [_id(r) for r in results[: len(targeted)] if r.score >= 1.0]
-        broken_ids = [_id(r) for r in results[len(targeted):] if r.score < 1.0]
+        fixed_ids = [result_id(r) for r in results[: len(targeted)] if r.score >= 1.0]
+        broken_ids = [result_id(r) for r in results[len(targeted):] if r.score < 1.0]
         fixed, regressions = len(fixed_ids), len(broken_ids)
         held = fixed >= 1 and fixed > regressions
         self.log(step, kind="verify", candidate=candidate.to_json(), claimed=len(targeted), fixed=fixed,
                  not_fixed=len(targeted) - fixed, regressions=regressions, checked_passing=len(check), held=held,
-                 targeted_ids=[_id(r) for r in targeted], fixed_ids=fixed_ids,
-                 checked_ids=[_id(r) for r in check], broken_ids=broken_ids, **extra)
+                 targeted_ids=[result_id(r) for r in targeted], fixed_ids=fixed_ids,
+                 checked_ids=[result_id(r) for r in check], broken_ids=broken_ids, **extra)
         return held
 
     def rank(self, label: str, admitted: list[Candidate], beam: list[tuple[Candidate, float]]) -> bool:
@@ -124,6 +124,6 @@ class CandidateSearch:
         return self.run.eval_cost(max(1, len(self.val) // 4) * candidates + len(self.val))
 
 
-def _id(result: ExampleResult) -> str:
+def result_id(result: ExampleResult) -> str:
     """The example's `id` field, as the ledger names examples ("-1" for an example without one)."""
     return example_id(result.example, -1)
