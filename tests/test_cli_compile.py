@@ -66,3 +66,4 @@ def test_the_default_run_dir_is_named_by_every_optimizer_setting(tmp_path, cache
             .summary["run_dir"] for options in ({}, {"significance": 1.0}, {})]
     assert runs[0] != runs[1] and runs[0] == runs[2]
     assert [read_settings(r)["significance"] for r in runs[:2]] == [0.2, 1.0]
+    assert read_settings(runs[0])["task"] == "t"  # what `honed report` titles the page with

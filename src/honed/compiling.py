@@ -62,7 +62,8 @@ def compile_task(task: Task, optimizer: str, *, budget: int, seed: int = 0, run_
         # a fresh run instead of a refusal to resume one made under other settings
         settings = {**teleprompter.settings(), **settings}
     directory = Path(run_dir) if run_dir else default_run_dir(task, optimizer, settings, cache_dir)
-    program = teleprompter.compile(task.program(), trainset=train, valset=val, run_dir=directory)
+    program = teleprompter.compile(task.program(), trainset=train, valset=val, run_dir=directory,
+                                   task=task.name)
     summary = {"task": task.name, "optimizer": optimizer, "seed": seed, "train_size": len(train),
                "val_size": len(val), **getattr(teleprompter, "summary", {})}
     summary.setdefault("run_dir", str(directory))

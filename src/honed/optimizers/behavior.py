@@ -119,8 +119,10 @@ class BehaviorOptimizer(Teleprompter):
 
     def compile(self, student: dspy.Module, *, trainset: Sequence[dspy.Example], teacher: Any = None,
                 valset: Sequence[dspy.Example] | None = None, run_dir: str | Path | None = None,
-                **kwargs: Any) -> dspy.Module:
-        run, train, val, opt_lm, order = open_compile(self, student, trainset, valset, run_dir)
+                task: str | None = None, **kwargs: Any) -> dspy.Module:
+        """`run_dir`: the ledger and resume point (default: a new temporary folder). `task`: a name
+        recorded in the run's settings and shown by `honed report`."""
+        run, train, val, opt_lm, order = open_compile(self, student, trainset, valset, run_dir, task)
         try:
             return _BehaviorCompile(self, run, student, train, val, opt_lm, order).execute()
         finally:

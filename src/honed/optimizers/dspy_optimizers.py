@@ -412,7 +412,9 @@ class DSPyOptimizer(Teleprompter):
 
     def compile(self, student: dspy.Module, *, trainset: Sequence[dspy.Example], teacher: Any = None,
                 valset: Sequence[dspy.Example] | None = None, run_dir: str | Path | None = None,
-                **kwargs: Any) -> dspy.Module:
+                task: str | None = None, **kwargs: Any) -> dspy.Module:
+        """`run_dir`: the ledger and resume point (default: a new temporary folder). `task`: a name
+        recorded in the run's settings and shown by `honed report`."""
         if not trainset:
             raise ConfigError(f"{self.kind} needs a non-empty trainset")
         train, val = split_train_val(trainset, valset, seed=self.seed)
@@ -425,6 +427,8 @@ class DSPyOptimizer(Teleprompter):
                     "num_threads": self.num_threads, "max_errors": MAX_ERRORS, "hyperparameters": hp,
                     "task_model": getattr(task_lm, "model", None), "optimizer_model": getattr(opt_lm, "model", None),
                     "train_hash": content_hash(train), "val_hash": content_hash(val)}
+        if task:
+            settings["task"] = task
         ledger = RunLedger(run_dir or tempfile.mkdtemp(prefix="honed-run-"), settings)
         run = CompileRun(budget=CallBudget(self.budget), ledger=ledger, metric=self.metric,
                          predictors=predictors, progress=self.progress, num_threads=self.num_threads)

@@ -103,7 +103,7 @@ def resolve_optimizer_lm(model: Any) -> dspy.BaseLM:
 
 
 def open_compile(optimizer: Any, student: dspy.Module, trainset: Sequence[dspy.Example],
-                 valset: Sequence[dspy.Example] | None, run_dir: Any
+                 valset: Sequence[dspy.Example] | None, run_dir: Any, task: str | None = None
                  ) -> tuple[CompileRun, list[dspy.Example], list[dspy.Example], dspy.BaseLM, list[str]]:
     """Everything a honed optimizer's compile starts with: splits, optimizer model, ledger, budget, run."""
     import tempfile
@@ -118,6 +118,8 @@ def open_compile(optimizer: Any, student: dspy.Module, trainset: Sequence[dspy.E
     settings = {**optimizer.settings(), "task_model": getattr(dspy.settings.lm, "model", None),
                 "optimizer_model": getattr(opt_lm, "model", None),
                 "train_hash": content_hash(train), "val_hash": content_hash(val)}
+    if task:
+        settings["task"] = task
     ledger = RunLedger(run_dir or tempfile.mkdtemp(prefix="honed-run-"), settings)
     order = [name for name, _ in student.named_predictors()]
     run = CompileRun(budget=CallBudget(optimizer.budget), ledger=ledger, metric=optimizer.metric,
