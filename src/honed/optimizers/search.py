@@ -103,8 +103,9 @@ class CandidateSearch:
         """The program to return: the best beam member whose validation gain over the seed is not
         chance (a paired sign test, see `honed.optimizers.significance`), else the seed.
 
-        Returns the candidate, its validation score, and the test of the best-scoring candidate
-        (None when no candidate scored above the seed), which the final record and summary carry.
+        Returns the candidate, its validation score, and the sign test of the candidate returned (or,
+        when the seed is kept, of the best-scoring candidate; None when none scored above the seed),
+        which the final record and the summary carry.
         """
         seed_scores = self.val_outcomes[seed.id]
         reported: dict[str, Any] | None = None
