@@ -49,6 +49,7 @@ from honed.errors import ArtifactError
 from honed.programs.classify import Classify
 from honed.programs.pipeline import MultipleChoice, ReasonThenAnswer
 from honed.programs.transform import Transform
+from honed.text import unpaired_surrogate
 
 SCHEMA_VERSION = 1
 _HASH_PREFIX = "sha256:"
@@ -164,13 +165,13 @@ def content_hash(artifact: Mapping[str, Any]) -> str:
 
 
 def _unpaired_surrogate(text: str) -> str | None:
-    """Where `text` holds half a surrogate pair (a `\\udXXX` escape), which is not text and no UTF-8 file holds."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        before = text[max(0, exc.start - 40):exc.start].rsplit('"', 1)[-1]  # within the JSON string at fault
-        return f"\\u{ord(text[exc.start]):04x} after {before!r}"
-    return None
+    """Where `text` (an artifact's JSON) holds a lone surrogate: its escape and the text before it."""
+    found = unpaired_surrogate(text)
+    if found is None:
+        return None
+    start, escape = found
+    before = text[max(0, start - 40):start].rsplit('"', 1)[-1]  # within the JSON string at fault
+    return f"{escape} after {before!r}"
 
 
 def program_hash(artifact: Mapping[str, Any]) -> str:

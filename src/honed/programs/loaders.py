@@ -14,6 +14,7 @@ from typing import Any
 import dspy
 
 from honed.errors import DatasetError
+from honed.text import unpaired_surrogate
 
 _BOM = "\ufeff"
 _BLANK = object()  # what `_parse_line` returns for a blank line (a line holding `null` is an error, not blank)
@@ -30,13 +31,10 @@ def _as_text_hint(value: Any) -> str:
     return ""
 
 
-def _unpaired_surrogate(text: str) -> str | None:
-    """The first lone surrogate (from a `\\udXXX` JSON escape), which no UTF-8 file or Arrow table can hold."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return f"\\u{ord(text[exc.start]):04x}"
-    return None
+def _lone_surrogate(text: str) -> str | None:
+    """The escape of `text`'s first lone surrogate, for the error message (see `honed.text`)."""
+    found = unpaired_surrogate(text)
+    return found[1] if found else None
 
 
 def _check_text(path: str, line: int | None, row: dict, field: str, *, required: bool) -> None:
@@ -49,7 +47,7 @@ def _check_text(path: str, line: int | None, row: dict, field: str, *, required:
         raise DatasetError(path, line, field, f"must be a string, got {type(value).__name__}{_as_text_hint(value)}")
     if required and not value.strip():
         raise DatasetError(path, line, field, "is empty; write the text, or remove the row")
-    bad = _unpaired_surrogate(value)
+    bad = _lone_surrogate(value)
     if bad:
         raise DatasetError(path, line, field, f"holds the unpaired surrogate escape {bad}, which is not text; "
                                               "fix the escape (characters outside the BMP need a \\ud8xx\\udcxx pair)")
@@ -62,7 +60,7 @@ def _check_answers(path: str, line: int, row: dict) -> None:
     if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
         raise DatasetError(path, line, "answers", 'must be a non-empty list of strings, e.g. ["yes", "y"]')
     for answer in answers:
-        bad = _unpaired_surrogate(answer)
+        bad = _lone_surrogate(answer)
         if bad:
             raise DatasetError(path, line, "answers", f"holds the unpaired surrogate escape {bad}, which is not text")
 
@@ -73,7 +71,7 @@ def _check_id(path: str, line: int, row: dict, seen_ids: dict[str, int]) -> str 
         return None
     value = row["id"]
     if not isinstance(value, str | int) or isinstance(value, bool) or (isinstance(value, str) and
-                                                                       _unpaired_surrogate(value)):
+                                                                       _lone_surrogate(value)):
         raise DatasetError(path, line, "id", f"must be a string or an integer, got {type(value).__name__}")
     key = str(value)
     if key in seen_ids:
@@ -177,7 +175,7 @@ def read_bbh(path: str | Path) -> list[dict[str, Any]]:
             if not isinstance(value, str) or not value.strip():
                 got = "missing" if value is None else type(value).__name__
                 raise DatasetError(where, None, f"{field_prefix}.{name}", f"must be a non-empty string, got {got}")
-            bad = _unpaired_surrogate(value)
+            bad = _lone_surrogate(value)
             if bad:
                 raise DatasetError(where, None, f"{field_prefix}.{name}", f"holds the unpaired surrogate escape {bad}")
         rows.append({"id": f"{Path(path).stem}-{index}", "input": example["input"], "output": example["target"],
