@@ -81,6 +81,12 @@ def _check_id(path: str, line: int, row: dict, seen_ids: dict[str, int]) -> str 
     return key
 
 
+def _json_refusal(exc: ValueError | RecursionError) -> str:
+    """Why `json.loads` refused text that is valid JSON syntax: a number too long, or nesting too deep."""
+    reason = "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc).splitlines()[0]
+    return f"cannot be read as JSON: {reason}"
+
+
 def _parse_line(path: str, number: int, raw: bytes) -> Any:
     """One line as a JSON value, or `_BLANK` for a blank line."""
     try:
@@ -99,8 +105,7 @@ def _parse_line(path: str, number: int, raw: bytes) -> Any:
             "; each line must be one complete JSON object (no line breaks inside it)"
         raise DatasetError(path, number, None, f"is not valid JSON: {exc.msg} at column {exc.colno}{extra}") from None
     except (ValueError, RecursionError) as exc:  # a 5000-digit number, or arrays nested thousands deep
-        reason = "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc).splitlines()[0]
-        raise DatasetError(path, number, None, f"cannot be read as JSON: {reason}") from None
+        raise DatasetError(path, number, None, _json_refusal(exc)) from None
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
@@ -160,8 +165,7 @@ def read_bbh(path: str | Path) -> list[dict[str, Any]]:
     except OSError as exc:
         raise DatasetError(where, None, None, f"cannot be read: {exc.strerror or exc}") from None
     except (ValueError, RecursionError) as exc:
-        reason = "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc).splitlines()[0]
-        raise DatasetError(where, None, None, f"cannot be read as JSON: {reason}") from None
+        raise DatasetError(where, None, None, _json_refusal(exc)) from None
     examples = data.get("examples") if isinstance(data, dict) else None
     if not isinstance(examples, list) or not examples:
         raise DatasetError(where, None, "examples", "must be a non-empty list of {input, target} objects")
