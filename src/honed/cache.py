@@ -19,6 +19,7 @@ import logging
 import sqlite3
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,33 +199,25 @@ class _GuardedDisk:
         self.disk = disk
         self.owner = owner
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def _guarded(self, doing: str, fallback: Any, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`call(*args, **kwargs)`, or `fallback` once a disk error has turned the disk tier off."""
         try:
-            return self.disk.get(key, default)
+            return call(*args, **kwargs)
         except DISK_ERRORS as exc:
-            self.owner._drop_disk(exc, "could not be read")
-            return default
+            self.owner._drop_disk(exc, doing)
+            return fallback
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._guarded("could not be read", default, self.disk.get, key, default)
 
     def set(self, key: str, value: Any, *args: Any, **kwargs: Any) -> bool:
-        try:
-            return self.disk.set(key, value, *args, **kwargs)
-        except DISK_ERRORS as exc:
-            self.owner._drop_disk(exc, "could not be written")
-            return False
+        return self._guarded("could not be written", False, self.disk.set, key, value, *args, **kwargs)
 
     def delete(self, key: str) -> bool:
-        try:
-            return self.disk.delete(key)
-        except DISK_ERRORS as exc:
-            self.owner._drop_disk(exc, "could not be written")
-            return False
+        return self._guarded("could not be written", False, self.disk.delete, key)
 
     def __contains__(self, key: str) -> bool:
-        try:
-            return key in self.disk
-        except DISK_ERRORS as exc:
-            self.owner._drop_disk(exc, "could not be read")
-            return False
+        return self._guarded("could not be read", False, self.disk.__contains__, key)
 
     def __getattr__(self, name: str) -> Any:  # close(), volume(), directory, ...: the real cache's
         return getattr(self.disk, name)
