@@ -112,11 +112,12 @@ def first_compile_seconds(summary: dict[str, Any]) -> float | None:
     (a later rerun answered from the cache takes seconds and appends nothing, so this keeps the first
     run's time; it is seconds too when the ledger itself was written by a run from a warm cache)."""
     from honed.optimizers import final_record, read_ledger
+    from honed.optimizers.ledger import LEDGER_FILE
 
     run_dir = summary.get("run_dir")
     if not run_dir:
         return None
-    final = final_record(read_ledger(Path(run_dir) / "ledger.jsonl"))
+    final = final_record(read_ledger(Path(run_dir) / LEDGER_FILE))
     return final.get("elapsed_s") if final else None
 
 
