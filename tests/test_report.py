@@ -10,8 +10,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import dspy
 import pytest
+from films import data, program
 
 import honed
 from honed.optimizers import ReflectiveRefine, read_ledger
@@ -22,12 +22,6 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CHROMIUM = Path("/usr/bin/chromium")
 CAUSE = 'says positive for bad films <script>alert("owned")</script> & <b>bold</b>'
 FINAL_INSTRUCTION = "Be careful with negative words & 'bad' films."
-
-
-def _data(n: int, offset: int = 0) -> list[dspy.Example]:
-    return [dspy.Example(id=f"e{i}", sentence=f"{'bad' if i % 2 else 'good'} film number {i}",
-                         sentiment="negative" if i % 2 else "positive").with_inputs("sentence")
-            for i in range(offset, offset + n)]
 
 
 def _answer(messages, schema):
@@ -49,9 +43,7 @@ def run_dir(tmp_path_factory) -> Path:
         honed.configure(model=ScriptedLM(_answer), cache_dir=root / "cache", num_threads=1)
         optimizer = ReflectiveRefine(honed.ExactMatch("sentiment"), budget=300, minibatch=8, max_rounds=3, seed=0,
                                      progress=False)
-        program = honed.Classify(["positive", "negative"], input_field="sentence", output_field="sentiment",
-                                 instructions="Classify.")
-        optimizer.compile(program, trainset=_data(16), valset=_data(8, offset=100), run_dir=root / "run")
+        optimizer.compile(program(), trainset=data(16), valset=data(8, offset=100), run_dir=root / "run")
     return root / "run"
 
 
