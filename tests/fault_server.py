@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -47,7 +48,7 @@ class Recorded:
 
     method: str
     path: str
-    headers: dict[str, str]
+    headers: Message  # HTTP header names are case-insensitive: `headers.get("authorization")` finds any case
     body: bytes
     index: int  # 0-based among chat-completion requests (-1 for other paths)
     action: str = ""
@@ -148,7 +149,7 @@ class FaultServer:
         with self._lock:
             index = self._chat_count if chat else -1
             self._chat_count += chat
-            record = Recorded(handler.command, handler.path, dict(handler.headers.items()), body, index)
+            record = Recorded(handler.command, handler.path, handler.headers, body, index)
             self.requests.append(record)
         return record
 
