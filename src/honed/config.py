@@ -16,6 +16,7 @@ import dspy
 from honed.adapter import TYPED_OUTPUT_MODES, HonedAdapter, TypedOutputs
 from honed.cache import HonedCache
 from honed.errors import ConfigError
+from honed.models.credentials import check_credentials
 from honed.models.resolve import DEFAULT_MODEL, is_gguf_model, resolve_gguf_path
 
 DEFAULT_CACHE_DIR = Path("~/.cache/honed")
@@ -56,6 +57,7 @@ def make_lm(model: str | dspy.BaseLM, *, temperature: float = 0.0, max_tokens: i
         raise ConfigError(f"max_tokens must be a positive integer, got {max_tokens!r}")
     if is_gguf_model(model):
         resolve_gguf_path(model)  # fail now, with a clear message, rather than on the first call
+    check_credentials(model, lm_kwargs)  # likewise: one error now, not a run of failed examples
     return dspy.LM(model, temperature=temperature, max_tokens=int(max_tokens), num_retries=num_retries,
                    engine="litellm", **lm_kwargs)
 
