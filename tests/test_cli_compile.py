@@ -67,3 +67,26 @@ def test_the_default_run_dir_is_named_by_every_optimizer_setting(tmp_path, cache
     assert runs[0] != runs[1] and runs[0] == runs[2]
     assert [read_settings(r)["significance"] for r in runs[:2]] == [0.2, 1.0]
     assert read_settings(runs[0])["task"] == "t"  # what `honed report` titles the page with
+
+
+def test_the_default_run_dir_is_named_by_the_optimizer_model_too(tmp_path, cache_dir):
+    """Changing only the optimizer model starts its own run instead of colliding with the other's."""
+    import honed
+    from honed.compiling import compile_task
+    from honed.optimizers.ledger import read_settings
+    from honed.programs.tasks import task_from_files
+    from honed.testing import ScriptedLM
+
+    for split, n in (("train", 12), ("test", 2)):
+        rows = [{"id": f"{split}{i}", "input": f"word {i}", "output": "yes"} for i in range(n)]
+        (tmp_path / f"t.{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = task_from_files(tmp_path / "t.train.jsonl", tmp_path / "t.test.jsonl", instructions="Say yes.")
+    target = ScriptedLM(lambda messages, schema: {"output": "yes"})
+    runs = []
+    for reflector in ("scripted/reflector-a", "scripted/reflector-b", "scripted/reflector-a"):
+        honed.configure(model=target, optimizer_model=ScriptedLM(lambda m, s: {"output": "yes"}, model=reflector),
+                        cache_dir=cache_dir, num_threads=1)
+        runs.append(compile_task(task, "reflective", budget=20, cache_dir=tmp_path / "c", progress=False)
+                    .summary["run_dir"])
+    assert runs[0] != runs[1] and runs[0] == runs[2]
+    assert [read_settings(r)["optimizer_model"] for r in runs[:2]] == ["scripted/reflector-a", "scripted/reflector-b"]

@@ -14,8 +14,9 @@ from typing import Any
 
 import dspy
 
-from honed.config import default_cache_dir
+from honed.config import default_cache_dir, optimizer_lm
 from honed.errors import ConfigError
+from honed.models.identity import model_identity
 from honed.optimizers.registry import make_optimizer
 from honed.optimizers.splits import content_hash
 from honed.programs.tasks import Task
@@ -49,13 +50,27 @@ def default_run_dir(task: Task, optimizer: str, settings: dict[str, Any], cache_
     return Path(base) / "runs" / f"{task.name.replace('/', '_')}-{optimizer}-{digest}"
 
 
+def lm_identity(lm: Any) -> str | None:
+    """What answers behind `lm`: its GGUF file's hash, or its remote model name and endpoint."""
+    model = lm if isinstance(lm, str) else getattr(lm, "model", None)
+    if not isinstance(model, str):
+        return None
+    kwargs = getattr(lm, "kwargs", None) or {}
+    return model_identity(model, kwargs.get("api_base") or kwargs.get("base_url"))
+
+
 def compile_task(task: Task, optimizer: str, *, budget: int, seed: int = 0, run_dir: str | Path | None = None,
                  train_size: int = DEFAULT_TRAIN_SIZE, val_size: int = DEFAULT_VAL_SIZE,
                  cache_dir: Path | None = None, progress: bool | None = None, **options: Any) -> CompileOutcome:
     train, val = task_splits(task, train_size=train_size, val_size=val_size, seed=seed)
     lm = dspy.settings.lm
+    opt_lm = options.get("optimizer_model") or optimizer_lm()
+    # Both models' identities (file hash or endpoint), not only their strings, name the default run
+    # directory: a different optimizer model, or a changed file behind the same string, starts its own run.
     settings = {"budget": budget, "seed": seed, "train": content_hash(train), "val": content_hash(val),
-                "model": getattr(lm, "model", None), **options}
+                "model": getattr(lm, "model", None), "model_identity": lm_identity(lm),
+                "optimizer_model": opt_lm if isinstance(opt_lm, str) else getattr(opt_lm, "model", None),
+                "optimizer_identity": lm_identity(opt_lm), **options}
     teleprompter = make_optimizer(optimizer, task.metric, budget=budget, seed=seed, progress=progress, **options)
     if callable(getattr(teleprompter, "settings", None)):
         # every setting the run directory records, so that a new default (say, after an upgrade) gets
