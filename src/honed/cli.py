@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from honed import cli_compile, cli_diagnose
+from honed import cli_compile, cli_diagnose, cli_quickstart
 
 EPILOG = """examples:
   honed quickstart
@@ -99,11 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     commands = parser.add_subparsers(dest="command")
 
-    quick = commands.add_parser("quickstart", help="evaluate the sentiment task on the embedded model",
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="example:\n  honed quickstart --limit 20")
-    quick.add_argument("--limit", type=_positive_int, default=100, help="test examples to run (default 100)")
-    _model_options(quick)
+    cli_quickstart.add_parser(commands, _model_options, _positive_int)
 
     ev = commands.add_parser("eval", help="evaluate a task's test split",
                              formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -337,31 +333,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_quickstart(args: argparse.Namespace) -> int:
-    from honed.evaluate import evaluate
-    from honed.programs import load_task
-
-    task = load_task("sentiment")
-    settings = _configure(args)
-    examples = task.test[: args.limit]
-    print(f"honed quickstart: the sentiment task on {settings.lm.model}")
-    print(f"  instruction: {task.instructions}")
-    print(f"  output type: {task.output_field} is one of {task.labels}, enforced while decoding")
-    report = evaluate(task.program(), examples, task.metric)
-    print("\n  a few answers:")
-    for result in report.results[:5]:
-        text = str(result.example[task.input_field])
-        got = getattr(result.prediction, task.output_field, None) if result.prediction else result.error
-        mark = "ok " if result.score else "xx "
-        print(f"   {mark} {text[:60]!r:64} -> {got} (gold: {result.example[task.output_field]})")
-    print(f"\n  accuracy {report.score:.2f} on {report.n} test examples; parse failures {report.parse_failures}")
-    print(f"  model calls {report.lm_calls}, cache hits {report.cache_hits}, {report.wall_s:.1f}s")
-    cache_dir = settings.cache_dir or "memory"
-    print(f"  responses cached in {cache_dir}: run it again and it makes no model calls.")
-    print("\n  next: honed eval first_word_letter --limit 50   (see `honed --help`)")
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -390,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cli_compile.cmd_report(args)
         if args.command == "diagnose":
             return cli_diagnose.cmd_diagnose(args, lambda: _task(args, parser), lambda: _configure(args))
-        return cmd_quickstart(args)
+        return cli_quickstart.cmd_quickstart(args, lambda: _configure(args))
     except HonedError as exc:
         print(f"honed: error: {exc}", file=sys.stderr)
         return 1
