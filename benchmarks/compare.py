@@ -1,18 +1,22 @@
 """Every optimizer, side by side, on the same program, model, adapter, cache and budget of model calls.
 
 For each task: fixed seeded train and validation splits drawn from the task's training file, the test file
-(or its first `--limit` examples) held out; the task's program; the same model for both roles (task and
-optimizer). Rows: the uncompiled program (`none`), DSPy's LabeledFewShot, BootstrapFewShot, COPRO,
+(or its first `--limit` examples) held out; the task's program; the same target model (`--model`) and
+optimizer model (`--optimizer-model`, default: the target model) for every row. Rows: the uncompiled program (`none`), DSPy's LabeledFewShot, BootstrapFewShot, COPRO,
 MIPROv2, GEPA and SIMBA, and honed's `reflective`, `behavior` and `behavior-no-demos` (the ablation).
 Every optimizer is held to `--budget` distinct model requests (cached answers count, so the number does
 not depend on how warm the cache is). One extra row, `dspy-default-adapter`, runs the uncompiled program
 of the first task under DSPy's own ChatAdapter (no JSON fallback) on the first `--default-adapter-limit`
 test examples (its unparseable answers run to max_tokens, ~10 s each), to show what typed outputs buy.
 
+Every row's per-example test scores are kept, and each row gets a paired bootstrap 90% confidence interval
+of its test-score difference to the best DSPy row, per task and on the mean over tasks (`vs_best_dspy`).
+
 Writes `compare.json` (every row), `compare.md` (mean and per-task tables) and `compare.png` (mean test
 score against mean model calls) to `--out` (default `benchmarks/results/`).
 
     python benchmarks/compare.py                                  # the full run (hours on 2 cores; minutes warm)
+    python benchmarks/compare.py --optimizer-model gguf/qwen2.5-coder-1.5b --out benchmarks/results/paper_setting
     python benchmarks/compare.py --tasks sentiment --optimizers none,labeled,behavior --budget 40 --limit 20
     python benchmarks/compare.py --train my.train.jsonl --test my.test.jsonl --optimizers none,behavior
 
@@ -42,14 +46,18 @@ from honed.config import current_cache  # noqa: E402
 from honed.evaluate import EvalReport, evaluate  # noqa: E402
 from honed.programs import Task, load_task, task_from_files  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paired_bootstrap import paired_difference  # noqa: E402
+
 TASKS = ["sentiment", "first_word_letter", "singular_to_plural", "active_to_passive", "larger_animal",
          "word_in_context"]
 OPTIMIZERS = ["none", "labeled", "bootstrap", "copro", "mipro", "gepa", "simba", "reflective", "behavior",
               "behavior-no-demos"]
 DEFAULT_ADAPTER_ROW = "dspy-default-adapter"
 OURS = {"reflective", "behavior", "behavior-no-demos"}
+DSPY_ROWS = ["labeled", "bootstrap", "copro", "mipro", "gepa", "simba"]
 RESULT_KEYS = ["task", "optimizer", "test_score", "val_score", "calls", "budget", "paid_calls", "tokens", "wall_s",
-               "compile_s", "parse_failures", "test_n", "stop_reason", "error"]
+               "compile_s", "parse_failures", "test_n", "stop_reason", "error", "test_scores", "vs_best_dspy"]
 
 
 def _csv(text: str, allowed: list[str], what: str) -> list[str]:
@@ -82,7 +90,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-size", type=_positive, default=100, help="training examples (default 100)")
     parser.add_argument("--val-size", type=_positive, default=20, help="validation examples (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed for splits and optimizers (default 0)")
-    parser.add_argument("--model", default="gguf/smollm2-135m", help="litellm model string, both roles")
+    parser.add_argument("--model", default="gguf/smollm2-135m", help="target model (litellm string)")
+    parser.add_argument("--optimizer-model", help="the model optimizers reflect, propose and teach with "
+                                                  "(default: the target model), e.g. gguf/qwen2.5-coder-1.5b")
     parser.add_argument("--cache-dir", help="honed cache directory (default: honed's)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"), help="results folder")
     parser.add_argument("--default-adapter-limit", type=int, default=20,
@@ -121,8 +131,16 @@ def first_compile_seconds(summary: dict[str, Any]) -> float | None:
     return final.get("elapsed_s") if final else None
 
 
-def run_row(task: Task, optimizer: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Compile (unless `none`), then score on test. A failure becomes a row that says why."""
+# Rows that compile with another optimizer's name and options: row name -> (optimizer, options).
+ROW_SPECS: dict[str, tuple[str, dict[str, Any]]] = {"behavior-no-demos": ("behavior", {"demonstrations": False})}
+
+
+def run_row(task: Task, optimizer: str, args: argparse.Namespace, *, compile_as: str | None = None,
+            options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Compile (unless `none`), then score on test. A failure becomes a row that says why.
+
+    The row is named `optimizer`; it compiles with `compile_as` and `options` (default: `ROW_SPECS`, else
+    the optimizer of that name with its defaults)."""
     cache = current_cache()
     started, paid_before, tokens_before = time.perf_counter(), cache.counts().misses, cache.tokens()
     test = _test_set(task, args.limit)
@@ -134,10 +152,9 @@ def run_row(task: Task, optimizer: str, args: argparse.Namespace) -> dict[str, A
             summary = {"val_score": evaluate(program, val, task.metric, progress=False).score, "budget_used": 0,
                        "stop_reason": "no compile"}
         else:
-            name, options = ("behavior", {"demonstrations": False}) if optimizer == "behavior-no-demos" \
-                else (optimizer, {})
+            name, settings = (compile_as, options or {}) if compile_as else ROW_SPECS.get(optimizer, (optimizer, {}))
             outcome = compile_task(task, name, budget=args.budget, seed=args.seed, train_size=args.train_size,
-                                   val_size=args.val_size, cache_dir=args.cache_dir, progress=False, **options)
+                                   val_size=args.val_size, cache_dir=args.cache_dir, progress=False, **settings)
             program, summary = outcome.program, outcome.summary
         compile_tokens = cache.tokens() - tokens_before
         report = evaluate(program, test, task.metric, progress=False)
@@ -151,7 +168,8 @@ def run_row(task: Task, optimizer: str, args: argparse.Namespace) -> dict[str, A
                 paid_calls=cache.counts().misses - paid_before, tokens=compile_tokens,
                 wall_s=round(time.perf_counter() - started, 1), compile_s=first_compile_seconds(summary),
                 parse_failures=report.parse_failures, test_n=report.n, stop_reason=summary.get("stop_reason"),
-                error=note if str(note).startswith("error") else None)
+                error=note if str(note).startswith("error") else None,
+                test_scores=[round(r.score, 4) for r in report.results])
 
 
 def default_adapter_row(task: Task, limit: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -185,6 +203,44 @@ def aggregate(rows: list[dict[str, Any]], optimizers: list[str]) -> list[dict[st
     return means
 
 
+def compare_to_best_dspy(rows: list[dict[str, Any]], means: list[dict[str, Any]]) -> None:
+    """Give every scored row, and every optimizer's mean, its paired bootstrap difference to the best DSPy row.
+
+    Per task the best DSPy row is the DSPy optimizer with the highest test score on that task; on the mean
+    it is the DSPy optimizer with the highest mean test score, compared over the tasks both have scores for.
+    """
+    scored = {(r["task"], r["optimizer"]): r for r in rows
+              if r.get("test_scores") and r["optimizer"] != DEFAULT_ADAPTER_ROW}
+    tasks = list(dict.fromkeys(task for task, _ in scored))
+    for task in tasks:
+        dspy_rows = [scored[(task, name)] for name in DSPY_ROWS if (task, name) in scored]
+        if not dspy_rows:
+            continue
+        best = max(dspy_rows, key=lambda r: r["test_score"])
+        for (row_task, _), row in scored.items():
+            if row_task == task and len(row["test_scores"]) == len(best["test_scores"]):
+                row["vs_best_dspy"] = {"against": best["optimizer"],
+                                       **paired_difference([row["test_scores"]], [best["test_scores"]]).to_json()}
+    dspy_means = [m for m in means if m["optimizer"] in DSPY_ROWS and m["mean_test"] is not None]
+    if not dspy_means:
+        return
+    best_mean = max(dspy_means, key=lambda m: m["mean_test"])
+    for mean in means:
+        shared = [t for t in tasks if (t, mean["optimizer"]) in scored and (t, best_mean["optimizer"]) in scored
+                  and len(scored[(t, mean["optimizer"])]["test_scores"])
+                  == len(scored[(t, best_mean["optimizer"])]["test_scores"])]
+        if shared:
+            difference = paired_difference([scored[(t, mean["optimizer"])]["test_scores"] for t in shared],
+                                           [scored[(t, best_mean["optimizer"])]["test_scores"] for t in shared])
+            mean["vs_best_dspy"] = {"against": best_mean["optimizer"], "tasks": len(shared), **difference.to_json()}
+
+
+def _interval(comparison: dict[str, Any] | None) -> str:
+    if not comparison:
+        return "—"
+    return f"{comparison['diff']:+.3f} [{comparison['low']:+.3f}, {comparison['high']:+.3f}] vs {comparison['against']}"
+
+
 def _cell(value: Any, digits: int = 2) -> str:
     if value is None:
         return "—"
@@ -194,13 +250,15 @@ def _cell(value: Any, digits: int = 2) -> str:
 def markdown(result: dict[str, Any]) -> str:
     rows, means, config = result["rows"], result["mean"], result["config"]
     tasks = list(dict.fromkeys(r["task"] for r in rows if r["optimizer"] != DEFAULT_ADAPTER_ROW))
-    lines = [f"# Optimizers side by side on `{config['model']}`", "",
+    optimizer_model = config.get("optimizer_model") or config["model"]
+    lines = [f"# Optimizers side by side: target `{config['model']}`, optimizer model `{optimizer_model}`", "",
              f"Budget {config['budget']} model calls per optimizer; train {config['train_size']} / validation "
              f"{config['val_size']} drawn from each task's training file (seed {config['seed']}); test: "
              f"{'the first ' + str(config['limit']) if config['limit'] else 'all'} examples of the test file. "
-             f"Same program, model (task and optimizer), adapter and cache for every row.", "",
-             "| optimizer | " + " | ".join(tasks) + " | mean test | mean calls |",
-             "|---" * (len(tasks) + 3) + "|"]
+             f"Same program, target model, optimizer model, adapter and cache for every row. The last column: "
+             f"the mean test-score difference to the best DSPy optimizer, with its paired bootstrap 90% interval.",
+             "", "| optimizer | " + " | ".join(tasks) + " | mean test | mean calls | vs best DSPy (90% CI) |",
+             "|---" * (len(tasks) + 4) + "|"]
     for mean in means:
         cells = []
         for task in tasks:
@@ -209,7 +267,7 @@ def markdown(result: dict[str, Any]) -> str:
                          else _cell(row["test_score"] if row else None))
         name = f"**{mean['optimizer']}**" if mean["optimizer"] in OURS else mean["optimizer"]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {_cell(mean['mean_test'], 3)} | "
-                     f"{_cell(mean['mean_calls'], 0)} |")
+                     f"{_cell(mean['mean_calls'], 0)} | {_interval(mean.get('vs_best_dspy'))} |")
     extra = [r for r in rows if r["optimizer"] == DEFAULT_ADAPTER_ROW]
     for row in extra:
         lines += ["", f"`{DEFAULT_ADAPTER_ROW}` (uncompiled {row['task']} program under DSPy's ChatAdapter, no "
@@ -220,12 +278,13 @@ def markdown(result: dict[str, Any]) -> str:
               "in this row (compile and test), those the cache could not answer in this run; `compile s`: how long "
               "the compile took in the run that wrote its ledger (seconds where that run was itself answered from "
               "the cache); `wall s`: this run's time for the row.", "",
-              "| task | optimizer | test | val | calls | paid calls | tokens | compile s | wall s | parse failures "
-              "| stop |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| task | optimizer | test | vs best DSPy (90% CI) | val | calls | paid calls | tokens | compile s "
+              "| wall s | parse failures | stop |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         stop = r["error"] or r["stop_reason"] or ""
-        lines.append(f"| {r['task']} | {r['optimizer']} | {_cell(r['test_score'])} | {_cell(r['val_score'])} | "
+        lines.append(f"| {r['task']} | {r['optimizer']} | {_cell(r['test_score'])} | "
+                     f"{_interval(r.get('vs_best_dspy'))} | {_cell(r['val_score'])} | "
                      f"{_cell(r['calls'])} | {_cell(r['paid_calls'])} | {_cell(r['tokens'])} | "
                      f"{_cell(r.get('compile_s'), 1)} | {_cell(r['wall_s'], 1)}"
                      f" | {_cell(r['parse_failures'])} | {str(stop).replace('|', '/')[:80]} |")
@@ -255,6 +314,12 @@ def plot(means: list[dict[str, Any]], path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+def summarize(config: dict[str, Any], rows: list[dict[str, Any]], optimizers: list[str]) -> dict[str, Any]:
+    means = aggregate(rows, optimizers)
+    compare_to_best_dspy(rows, means)
+    return {"config": config, "rows": rows, "mean": means}
+
+
 def write_results(result: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -264,11 +329,11 @@ def write_results(result: dict[str, Any], out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    honed.configure(model=args.model, cache_dir=args.cache_dir)
+    honed.configure(model=args.model, optimizer_model=args.optimizer_model, cache_dir=args.cache_dir)
     tasks = _tasks(args)
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    config = {"model": args.model, "budget": args.budget, "train_size": args.train_size, "val_size": args.val_size,
+    config = {"model": args.model, "optimizer_model": args.optimizer_model or args.model, "budget": args.budget, "train_size": args.train_size, "val_size": args.val_size,
               "limit": args.limit, "seed": args.seed, "tasks": [t.name for t in tasks],
               "optimizers": args.optimizers, "honed": honed.__version__, "dspy": dspy.__version__,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"}
@@ -278,12 +343,11 @@ def main(argv: list[str] | None = None) -> int:
             row = run_row(task, optimizer, args)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
-            result = {"config": config, "rows": rows, "mean": aggregate(rows, args.optimizers)}
-            write_results(result, out)  # after every row, so a stopped run keeps what it finished
+            write_results(summarize(config, rows, args.optimizers), out)  # after every row, so a stopped run keeps what it finished
     if args.default_adapter_limit > 0:
         rows.append(default_adapter_row(tasks[0], args.default_adapter_limit, args))
     config["wall_s"] = round(time.perf_counter() - started, 1)
-    result = {"config": config, "rows": rows, "mean": aggregate(rows, args.optimizers)}
+    result = summarize(config, rows, args.optimizers)
     write_results(result, out)
     print(markdown(result))
     return 0

@@ -11,7 +11,7 @@ import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare.py"
 ROW_KEYS = {"task", "optimizer", "test_score", "val_score", "calls", "budget", "paid_calls", "tokens", "wall_s",
-            "compile_s", "parse_failures", "test_n", "stop_reason", "error"}
+            "compile_s", "parse_failures", "test_n", "stop_reason", "error", "test_scores", "vs_best_dspy"}
 
 
 @pytest.mark.model
@@ -36,6 +36,12 @@ def test_compare_writes_json_markdown_and_plot_within_the_budget(tmp_path):
         assert rows[name]["calls"] <= 16 and rows[name]["error"] is None and rows[name]["tokens"] > 0
     assert rows["none"]["calls"] == 0 and rows["labeled"]["calls"] == 10  # two validation passes of 5
     assert rows["none"]["compile_s"] is None and rows["labeled"]["compile_s"] > 0
+    # Per-example scores back every row's paired interval against the best DSPy row (here: labeled itself).
+    for name in ("none", "labeled"):
+        assert len(rows[name]["test_scores"]) == 6 and sum(rows[name]["test_scores"]) / 6 == rows[name]["test_score"]
+        assert rows[name]["vs_best_dspy"]["against"] == "labeled"
+    assert rows["labeled"]["vs_best_dspy"]["diff"] == rows["labeled"]["vs_best_dspy"]["low"] == 0.0
+    assert result["config"]["optimizer_model"] == result["config"]["model"] == "gguf/smollm2-135m"
     # Plain DSPy's ChatAdapter cannot be parsed on this model; typed outputs can.
     assert rows["dspy-default-adapter"]["parse_failures"] == 2 and rows["none"]["parse_failures"] == 0
     assert [m["optimizer"] for m in result["mean"]] == ["none", "labeled"]
