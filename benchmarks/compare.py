@@ -2,8 +2,9 @@
 
 For each task: fixed seeded train and validation splits drawn from the task's training file, the test file
 (or its first `--limit` examples) held out; the task's program; the same target model (`--model`) and
-optimizer model (`--optimizer-model`, default: the target model) for every row. Rows: the uncompiled program (`none`), DSPy's LabeledFewShot, BootstrapFewShot, COPRO,
-MIPROv2, GEPA and SIMBA, and honed's `reflective`, `behavior` and `behavior-no-demos` (the ablation).
+optimizer model (`--optimizer-model`, default: the target model) for every row. Rows: the uncompiled
+program (`none`), DSPy's LabeledFewShot, BootstrapFewShot, COPRO, MIPROv2, GEPA and SIMBA, and honed's
+`reflective`, `behavior` and `behavior-no-demos` (the ablation).
 Every optimizer is held to `--budget` distinct model requests (cached answers count, so the number does
 not depend on how warm the cache is). One extra row, `dspy-default-adapter`, runs the uncompiled program
 of the first task under DSPy's own ChatAdapter (no JSON fallback) on the first `--default-adapter-limit`
@@ -333,8 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     tasks = _tasks(args)
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    config = {"model": args.model, "optimizer_model": args.optimizer_model or args.model, "budget": args.budget, "train_size": args.train_size, "val_size": args.val_size,
-              "limit": args.limit, "seed": args.seed, "tasks": [t.name for t in tasks],
+    config = {"model": args.model, "optimizer_model": args.optimizer_model or args.model, "budget": args.budget,
+              "train_size": args.train_size, "val_size": args.val_size, "limit": args.limit, "seed": args.seed,
+              "tasks": [t.name for t in tasks],
               "optimizers": args.optimizers, "honed": honed.__version__, "dspy": dspy.__version__,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"}
     out = Path(args.out)
@@ -343,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
             row = run_row(task, optimizer, args)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
-            write_results(summarize(config, rows, args.optimizers), out)  # after every row, so a stopped run keeps what it finished
+            # after every row, so that a stopped run keeps what it finished
+            write_results(summarize(config, rows, args.optimizers), out)
     if args.default_adapter_limit > 0:
         rows.append(default_adapter_row(tasks[0], args.default_adapter_limit, args))
     config["wall_s"] = round(time.perf_counter() - started, 1)
