@@ -16,10 +16,10 @@ import dspy
 from honed.adapter import TYPED_OUTPUT_MODES, HonedAdapter, TypedOutputs
 from honed.cache import HonedCache
 from honed.errors import ConfigError
+from honed.models.assemble import default_cache_dir
 from honed.models.credentials import check_credentials
 from honed.models.resolve import DEFAULT_MODEL, is_gguf_model, resolve_gguf_path
 
-DEFAULT_CACHE_DIR = Path("~/.cache/honed")
 DEFAULT_MAX_TOKENS = 512
 
 
@@ -36,10 +36,6 @@ class Settings:
 
 def default_model() -> str:
     return os.environ.get("HONED_MODEL") or DEFAULT_MODEL
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("HONED_CACHE_DIR") or DEFAULT_CACHE_DIR).expanduser()
 
 
 def make_lm(model: str | dspy.BaseLM, *, temperature: float = 0.0, max_tokens: int = DEFAULT_MAX_TOKENS,

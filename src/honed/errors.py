@@ -15,6 +15,13 @@ class ModelNotFoundError(ConfigError):
     """A `gguf/...` model string names no model honed can find on this machine."""
 
 
+class ModelFileCorrupt(ModelNotFoundError):
+    """A bundled model's bytes (a chunk, or the file assembled from chunks) are not the pinned ones.
+
+    Such a file is never loaded; the message names the package to reinstall.
+    """
+
+
 class SchemaError(HonedError):
     """A signature's output type cannot be turned into a JSON schema or a decoding grammar."""
 

