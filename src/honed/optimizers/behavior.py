@@ -80,7 +80,7 @@ class BehaviorOptimizer(Teleprompter):
         optimizer_model: LM or litellm string that drafts, demonstrates and repairs; default
             `honed.configure`'s optimizer model.
         budget: distinct model requests the whole compile may make.
-        refinement_steps: observe-and-fix rounds after the draft.
+        refinement_steps: observe-and-fix rounds after the draft (0: the draft alone).
         demonstrations: False for the ablation (no worked examples; a "follow strictly" instruction).
         max_demos: worked demonstrations kept. minibatch: examples observed per refinement step.
         edits_per_step: repair proposals per refinement step (the first greedy, the others sampled).
@@ -97,10 +97,13 @@ class BehaviorOptimizer(Teleprompter):
                  num_threads: int | None = None,
                  progress: bool | None = None) -> None:
         super().__init__()
-        for label, value in (("budget", budget), ("refinement_steps", refinement_steps), ("minibatch", minibatch),
-                             ("edits_per_step", edits_per_step), ("beam", beam)):
+        for label, value in (("budget", budget), ("minibatch", minibatch), ("edits_per_step", edits_per_step),
+                             ("beam", beam)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{label} must be a positive integer, got {value!r}")
+        # 0 refinement steps is the drafted procedure alone: ABO after step 0
+        if not isinstance(refinement_steps, int) or refinement_steps < 0:
+            raise ConfigError(f"refinement_steps must be a non-negative integer, got {refinement_steps!r}")
         self.metric, self.optimizer_model, self.budget = metric, optimizer_model, budget
         self.refinement_steps, self.demonstrations, self.max_demos = refinement_steps, demonstrations, max_demos
         self.minibatch, self.edits_per_step, self.beam = minibatch, edits_per_step, beam
