@@ -12,13 +12,16 @@ import pytest
 
 import honed
 from honed import cli, cli_diagnose
+from honed.compiling import compile_task
 from honed.diagnose import diagnose_following, diagnose_reflection, plant, write_diagnosis
 from honed.diagnose.capture import capture_optimizer_model
 from honed.diagnose.page import write_diagnosis_report
 from honed.diagnose.plants import ExactCase, PlantError
+from honed.diagnose.reflection import wilson_interval
 from honed.diagnose.scoring import EchoStripper, keyword_hits, names_cause
 from honed.diagnose.words import STOPWORDS, contains_word
 from honed.optimizers import BehaviorOptimizer, ReflectiveRefine, read_ledger
+from honed.optimizers.ledger import LEDGER_FILE
 from honed.programs.tasks import Task
 from honed.testing import ScriptedLM
 
@@ -286,6 +289,150 @@ def test_unknown_plants_and_optimizers_are_config_errors(tmp_path):
     with pytest.raises(honed.ConfigError, match="unknown optimizer"):
         diagnose_reflection(film_task(), "nope")
 
+
+# ------------------------------------------------------------------------------------------ repeats
+
+# The plant-level keys of a result from before repeats existed, and the ones repeats add.
+PLANT_KEYS_BEFORE_REPEATS = {"plant", "scored_against", "keywords", "source", "reflections", "reflection_count",
+                             "naming", "identification_rate", "identified", "false_identification_rate",
+                             "falsely_identified", "judge", "optimizer_outputs", "compile", "calls"}
+PLANT_KEYS_OF_REPEATS = {"repeats", "per_repeat", "identification_interval", "false_identification_interval"}
+
+
+@pytest.mark.parametrize("named, trials, confidence, expected", [
+    (0, 10, 0.9, [0.0, 0.2130]), (5, 10, 0.9, [0.2693, 0.7307]), (10, 10, 0.9, [0.7870, 1.0]),
+    (5, 10, 0.95, [0.2366, 0.7634]), (0, 10, 0.95, [0.0, 0.2775]),  # the textbook 95% values
+    (1, 2, 0.9, [0.1209, 0.8791])])
+def test_wilson_interval_for_known_counts(named, trials, confidence, expected):
+    assert wilson_interval(named, trials, confidence) == pytest.approx(expected, abs=2e-4)
+
+
+def test_wilson_interval_is_none_without_trials_and_narrows_with_them():
+    assert wilson_interval(0, 0) is None
+    widths = [high - low for low, high in (wilson_interval(n // 2, n) for n in (4, 10, 40, 200))]
+    assert widths == sorted(widths, reverse=True) and widths[-1] < 0.12
+
+
+def _diagnose(tmp_path, **kwargs):
+    honed.configure(model=ScriptedLM(world), cache_dir=tmp_path / "cache", num_threads=1)
+    return diagnose_reflection(film_task(), "reflective", budget=60, train_size=30, val_size=10,
+                               out_dir=tmp_path / "d", **kwargs)
+
+
+def test_repeats_pool_the_reflections_of_one_compile_per_seed(tmp_path):
+    result = _diagnose(tmp_path, plants="hidden_rule", seed=4, repeats=3)
+    (rule,) = result["plants"]
+    assert result["repeats"] == 3 and rule["repeats"] == 3
+    assert rule["plant"] == plant(film_task(), "hidden_rule", seed=4)[1].model_dump(mode="json")  # one plant
+    per = rule["per_repeat"]
+    assert [r["seed"] for r in per] == [4, 5, 6]
+    dirs = [tmp_path / "d" / "runs" / name for name in ("hidden_rule", "hidden_rule-r1", "hidden_rule-r2")]
+    assert [r["run_dir"] for r in per] == [str(d) for d in dirs]
+    assert [json.loads((d / "settings.json").read_text())["seed"] for d in dirs] == [4, 5, 6]
+    # Another split shows the optimizer other mistakes: the compiles are not replays of one another.
+    shown = [tuple(tuple(c["shown"]) for c in read_ledger(d / LEDGER_FILE) if c["kind"] == "claim") for d in dirs]
+    assert len(set(shown)) == 3
+    # Pooled: every repeat's reflections, tagged, summed, and one rate with its interval over them all.
+    assert [r["repeat"] for r in rule["reflections"]] == [k for k, r in enumerate(per) for _ in
+                                                          range(r["reflection_count"])]
+    assert rule["reflection_count"] == sum(r["reflection_count"] for r in per) == len(rule["reflections"]) >= 3
+    assert rule["naming"] == sum(r["naming"] for r in per) == sum(r["named"] for r in rule["reflections"])
+    assert rule["identification_rate"] == round(rule["naming"] / rule["reflection_count"], 4)
+    assert rule["identification_interval"] == wilson_interval(rule["naming"], rule["reflection_count"])
+    assert rule["calls"]["lm_calls"] == sum(r["calls"]["lm_calls"] for r in per)
+    assert rule["optimizer_outputs"]["calls"] == sum(r["calls"]["optimizer_calls"] for r in per)
+    assert all(r["val_score"] is not None and r["calls"]["budget_used"] <= 60 for r in per)
+    assert result["summary"]["identification_interval"] == {"hidden_rule": rule["identification_interval"]}
+    assert result["summary"]["reflection_count"] == {"hidden_rule": rule["reflection_count"]}
+
+    # Repeat k is the very compile `honed compile` makes of the same planted task with seed + k.
+    planted, _ = plant(film_task(), "hidden_rule", seed=4)
+    compile_task(planted, "reflective", budget=60, seed=5, train_size=30, val_size=10, run_dir=tmp_path / "alone")
+    claims = [[(c["shown"], c["cause"]) for c in read_ledger(d / LEDGER_FILE) if c["kind"] == "claim"]
+              for d in (dirs[1], tmp_path / "alone")]
+    assert claims[0] == claims[1] and claims[0]
+
+
+
+def test_one_repeat_keeps_the_run_directory_and_the_keys_of_before(tmp_path):
+    result = _diagnose(tmp_path, plants="hidden_rule,distractor", judge_model=ScriptedLM(world, model="s/judge"))
+    assert result["repeats"] == 1 and result["min_reflections"] is None
+    assert sorted(p.name for p in (tmp_path / "d" / "runs").iterdir()) == ["distractor", "hidden_rule"]
+    rule, noise = result["plants"]
+    for item in (rule, noise):
+        assert item.keys() - PLANT_KEYS_OF_REPEATS == PLANT_KEYS_BEFORE_REPEATS
+        (only,) = item["per_repeat"]
+        assert item["repeats"] == 1 and only["repeat"] == 0 and only["seed"] == 0
+        assert item["compile"]["run_dir"] == only["run_dir"] == str(tmp_path / "d" / "runs" / item["plant"]["kind"])
+        assert (item["reflection_count"], item["naming"]) == (only["reflection_count"], only["naming"])
+        assert item["calls"]["lm_calls"] == only["calls"]["lm_calls"] and item["calls"]["budget"] == 60
+        assert item["judge"]["calls"] == only["calls"]["judge_calls"] == item["reflection_count"]
+    assert rule["identification_interval"] == wilson_interval(rule["naming"], rule["reflection_count"])
+    assert rule["false_identification_interval"] is None and noise["identification_interval"] is None
+    assert noise["false_identification_interval"] == wilson_interval(noise["naming"], noise["reflection_count"])
+    assert result["summary"]["false_identification_interval"] == noise["false_identification_interval"]
+    again = _diagnose(tmp_path / "again", plants="hidden_rule,distractor", repeats=1,
+                      judge_model=ScriptedLM(world, model="s/judge"))  # fresh cache and directory
+    assert json.dumps(again).replace(str(tmp_path / "again"), str(tmp_path)) == json.dumps(result)  # the default
+
+
+def test_min_reflections_stops_a_plant_once_it_has_enough(tmp_path):
+    result = _diagnose(tmp_path, plants="hidden_rule,distractor", repeats=6, min_reflections=3)
+    assert result["repeats"] == 6 and result["min_reflections"] == 3
+    for item in result["plants"]:
+        counts = [r["reflection_count"] for r in item["per_repeat"]]
+        assert item["repeats"] == len(counts) < 6
+        assert sum(counts[:-1]) < 3 <= sum(counts) == item["reflection_count"]  # the first repeat to reach it
+    kinds = [p.name for p in (tmp_path / "d" / "runs").iterdir()]
+    assert "hidden_rule-r5" not in kinds and len(kinds) == sum(p["repeats"] for p in result["plants"])
+
+
+@pytest.mark.parametrize("kwargs, match", [({"repeats": 0}, "repeats must be"),
+                                           ({"min_reflections": 0}, "min_reflections must be")])
+def test_bad_repeats_are_config_errors(tmp_path, kwargs, match):
+    honed.configure(model=ScriptedLM(world), cache_dir=tmp_path / "cache")
+    with pytest.raises(honed.ConfigError, match=match):
+        diagnose_reflection(film_task(), "reflective", **kwargs)
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["diagnose", "reflection", "films", "--optimizer", "reflective", "--repeats", "0"])
+
+
+def test_cli_prints_the_pooled_count_rate_and_interval_and_the_page_shows_them(tmp_path, capsys):
+    out = tmp_path / "diag"
+
+    def configure():
+        return honed.configure(model=ScriptedLM(world), cache_dir=tmp_path / "cache", num_threads=1)
+
+    argv = ["diagnose", "reflection", "films", "--optimizer", "reflective", "--plants", "hidden_rule,distractor",
+            "--budget", "60", "--train-size", "30", "--val-size", "10", "--out", str(out), "--repeats", "2"]
+    assert cli_diagnose.cmd_diagnose(_parser().parse_args(argv), film_task, configure) == 0
+    printed = capsys.readouterr().out
+    saved = json.loads((out / "reflection.json").read_text())
+    rule, noise = saved["plants"]
+    low, high = rule["identification_interval"]
+    assert (f"hidden_rule: identified: {rule['naming']}/{rule['reflection_count']} reflections name it "
+            f"({rule['identification_rate']:.0%}, 90% interval {low:.0%}-{high:.0%})") in printed
+    flow, fhigh = noise["false_identification_interval"]
+    assert (f"distractor: false identification {noise['false_identification_rate']:.0%}, 90% interval "
+            f"{flow:.0%}-{fhigh:.0%} ({noise['naming']}/{noise['reflection_count']} name the decoy") in printed
+    assert printed.count("over 2 compiles") == 2 and [r["seed"] for r in rule["per_repeat"]] == [0, 1]
+    per_compile = "; ".join(f"seed {r['seed']} {r['naming']}/{r['reflection_count']} (val {r['val_score']})"
+                            for r in rule["per_repeat"])
+    assert f"    per compile: {per_compile}\n" in printed
+    assert (out / "runs" / "hidden_rule-r1" / LEDGER_FILE).is_file()
+    page = (out / "reflection.html").read_text()
+    assert f"({rule['identification_rate']:.0%} [{low:.0%}, {high:.0%}])" in page
+    assert "pooled over 2 compiles" in page and "<h3>Compiles (2)</h3>" in page
+    assert html.escape(str(out / "runs" / "distractor-r1")) in page
+
+    # One repeat: the interval is printed too, but no per-compile lines; --min-reflections warns when unmet.
+    argv[argv.index("--repeats") + 1] = "1"
+    assert cli_diagnose.cmd_diagnose(_parser().parse_args([*argv, "--min-reflections", "50"]), film_task,
+                                     configure) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("90% interval") == 2 and "over " not in printed and "per compile" not in printed
+    assert "fewer than --min-reflections 50; raise --repeats" in printed
+    assert "<h3>Compiles" not in (out / "reflection.html").read_text()
 
 # ------------------------------------------------------------------------------------------ following
 

@@ -47,6 +47,20 @@ def _rate_text(value: Any) -> str:
     return f"{value:.0%}" if _is_number(value) else _esc(None)
 
 
+def _interval_text(interval: Any) -> str:
+    """' [27%, 73%]' under a rate: the rate of a dozen reflections means little without it."""
+    if isinstance(interval, list | tuple) and len(interval) == 2 and all(_is_number(v) for v in interval):
+        return f" [{interval[0]:.0%}, {interval[1]:.0%}]"
+    return ""
+
+
+def _interval_label(result: Mapping[str, Any]) -> str | None:
+    interval = result.get("interval") if isinstance(result.get("interval"), Mapping) else None
+    if not interval or not _is_number(interval.get("confidence")):
+        return None
+    return f"{interval.get('method')} {interval['confidence']:.0%}"
+
+
 def _facts(items: Iterable[tuple[str, Any]]) -> str:
     return "<div class=\"facts\">" + "".join(f"<span><b>{html.escape(k)}</b>{_esc(v)}</span>" for k, v in items) \
         + "</div>"
@@ -60,7 +74,9 @@ def _reflection_body(result: Mapping[str, Any]) -> str:
               "verbatim copies of training inputs are cut out (so an echoed example does not count). The distractor "
               "has no cause: naming its decoy word is a false identification.</div>"
               + _facts([("task", result.get("task")), ("optimizer", result.get("optimizer")),
-                        ("seed", result.get("seed")), ("budget per plant", result.get("budget")),
+                        ("seed", result.get("seed")), ("budget per compile", result.get("budget")),
+                        *[(k, v) for k, v in (("compiles per plant", _repeats_fact(result)),
+                                              ("interval", _interval_label(result))) if v is not None],
                         ("train/val", f"{result.get('train_size')}/{result.get('val_size')}"),
                         ("task model", result.get("task_model")), ("optimizer model", result.get("optimizer_model")),
                         ("judge model", result.get("judge_model"))]) + "</header>")
@@ -77,24 +93,29 @@ def _reflection_body(result: Mapping[str, Any]) -> str:
                             "false identification") if decoy
                    else _verdict(p.get("identified"), "identified", "not identified"))
         rate = p.get("false_identification_rate") if decoy else p.get("identification_rate")
+        interval = p.get("false_identification_interval") if decoy else p.get("identification_interval")
+        repeats = p.get("repeats") if _is_number(p.get("repeats")) else 1
         rows.append((
             f"<a href=\"#plant-{_esc(plant.get('kind'))}\"><code>{_esc(plant.get('kind'))}</code></a>",
             _esc(plant.get("description")),
             (", ".join(f"<code>{_esc(k)}</code>" for k in p.get("keywords") or []) or _esc(None))
             + ("<div class=\"muted\">decoy: chosen as a trigger would be, never used</div>" if decoy else ""),
-            f"{_esc(p.get('naming'))}/{_esc(p.get('reflection_count'))} ({_rate_text(rate)})"
-            f"<div class=\"muted\">{'false identification' if decoy else 'identification'} rate; from the "
+            f"{_esc(p.get('naming'))}/{_esc(p.get('reflection_count'))} ({_rate_text(rate)}"
+            f"{html.escape(_interval_text(interval))})"
+            f"<div class=\"muted\">{'false identification' if decoy else 'identification'} rate"
+            f"{', pooled over ' + _esc(repeats) + ' compiles' if repeats > 1 else ''}; from the "
             f"{_esc(p.get('source'))}</div>",
             verdict,
-            (f"{_esc(judge.get('naming'))}/{_esc(judge.get('verdicts'))} ({_rate_text(judge.get('rate'))})"
-             if judge else _esc(None)),
+            (f"{_esc(judge.get('naming'))}/{_esc(judge.get('verdicts'))} ({_rate_text(judge.get('rate'))}"
+             f"{html.escape(_interval_text(judge.get('interval')))})" if judge else _esc(None)),
             f"{_esc(outputs.get('naming'))}/{_esc(outputs.get('reflections'))} ({_rate_text(outputs.get('rate'))})",
-            f"{_esc(compiled.get('baseline_val_score'))} → {_esc(compiled.get('val_score'))}",
+            f"{_esc(compiled.get('baseline_val_score'))} → {_esc(compiled.get('val_score'))}"
+            + ("<div class=\"muted\">first compile</div>" if repeats > 1 else ""),
             f"{_esc(calls.get('lm_calls'))} <span class=\"muted\">(optimizer {_esc(calls.get('optimizer_calls'))})"
             "</span>",
         ))
     summary = ("<section id=\"summary\"><h2>Summary</h2>"
-               + _table(("plant", "planted cause", "keywords", "naming / reflections", "verdict", "judge",
+               + _table(("plant", "planted cause", "keywords", "naming / reflections [interval]", "verdict", "judge",
                          "all optimizer outputs", "validation seed → final", "model calls"), rows)
                + "</section>")
     sections = [header, summary]
@@ -107,20 +128,48 @@ def _reflection_body(result: Mapping[str, Any]) -> str:
                  "decoy keywords": plant.get("decoy_keywords") or None, **details,
                  **(p.get("compile") if isinstance(p.get("compile"), Mapping) else {})}
         reflections = [r for r in p.get("reflections") or [] if isinstance(r, Mapping)]
-        r_rows = [(_esc(i), _esc(r.get("kind")), f"<code>{_esc(r.get('step'))}</code>",
+        per_repeat = [r for r in p.get("per_repeat") or [] if isinstance(r, Mapping)]
+        pooled = len(per_repeat) > 1
+        r_rows = [(_esc(i), *((_esc(r.get("repeat")),) if pooled else ()), _esc(r.get("kind")),
+                   f"<code>{_esc(r.get('step'))}</code>",
                    _pre(_plain_text(r.get("text"))) + (f"<div class=\"muted\">{_esc(r.get('chars'))} characters in "
                                                        "full</div>" if (r.get("chars") or 0) > len(
                                                            str(r.get("text") or "")) else ""),
                    ", ".join(f"<code>{_esc(k)}</code>" for k in r.get("keyword_hits") or []) or _esc(None),
                    _verdict(r.get("named"), "names it", "does not"), _verdict(r.get("judge"), "names it", "does not"))
                   for i, r in enumerate(reflections, start=1)]
-        table = (_table(("#", "kind", "step", "reflection", "keyword hits", "keyword verdict", "judge"), r_rows)
+        table = (_table(("#", *(("compile",) if pooled else ()), "kind", "step", "reflection", "keyword hits",
+                         "keyword verdict", "judge"), r_rows)
                  if r_rows else "<p class=\"muted\">The optimizer made no reflection on this task.</p>")
         sections.append(f"<section id=\"plant-{_esc(plant.get('kind'))}\"><h2>Plant <code>{_esc(plant.get('kind'))}"
                         f"</code></h2><p>{_esc(plant.get('description'))}</p>"
                         f"<details><summary>Plant and compile details</summary>{_kv_table(facts)}</details>"
+                        + (_repeats_table(per_repeat) if pooled else "") +
                         f"<h3>Reflections ({len(reflections)})</h3>{table}</section>")
     return "\n".join(sections)
+
+
+def _repeats_fact(result: Mapping[str, Any]) -> Any:
+    """'4' or 'up to 8, until 10 reflections'; None (not shown) for a result from before repeats."""
+    repeats = result.get("repeats")
+    if repeats is None:
+        return None
+    least = result.get("min_reflections")
+    return f"up to {repeats}, until {least} reflections" if least else repeats
+
+
+def _repeats_table(per_repeat: list[Mapping[str, Any]]) -> str:
+    """Each compile of a pooled plant: whether one seed carries the pooled rate, and what each cost."""
+    rows = []
+    for r in per_repeat:
+        calls = r.get("calls") if isinstance(r.get("calls"), Mapping) else {}
+        rows.append((_esc(r.get("repeat")), _esc(r.get("seed")),
+                     f"{_esc(r.get('naming'))}/{_esc(r.get('reflection_count'))} ({_rate_text(r.get('rate'))})",
+                     f"{_esc(r.get('baseline_val_score'))} → {_esc(r.get('val_score'))}", _esc(r.get("stop_reason")),
+                     _esc(calls.get("lm_calls")), f"<code>{_esc(r.get('run_dir'))}</code>"))
+    return (f"<h3>Compiles ({len(per_repeat)})</h3>"
+            + _table(("compile", "compile seed", "naming / reflections", "validation: seed program → final", "stopped",
+                      "model calls", "run directory"), rows))
 
 
 def _following_body(result: Mapping[str, Any]) -> str:

@@ -8,13 +8,24 @@ that are reflections) and from the captured optimizer-model outputs for DSPy's; 
 (`honed.diagnose.scoring`) and, optionally, by a judge model. For the distractor, which has no cause, the
 same scoring against its decoy word measures false identification.
 
+One compile makes few reflections (honed's `reflective` makes about two per plant at budget 100), too few
+for a rate. `repeats` compiles each plant again with the next compile seeds and pools the reflections; the
+pooled rates carry a Wilson score interval (`wilson_interval`). The plant itself stays fixed by `seed`.
+
 The result is one JSON object (schema `honed.diagnose.reflection/1`, documented in `diagnose/__init__.py`).
+Repeats only add keys: top level `repeats`, `min_reflections`, `interval: {method, confidence}`; per plant
+`repeats`, `per_repeat: [{repeat, seed, run_dir, reflection_count, naming, rate, baseline_val_score,
+val_score, stop_reason, calls}]`, `identification_interval` / `false_identification_interval` (`[low, high]`
+or null), `judge.interval`, and `repeat` on each reflection; counts and rates are pooled over repeats.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from math import sqrt
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import dspy
@@ -58,8 +69,68 @@ def _rate(named: int, total: int) -> float | None:
     return round(named / total, 4) if total else None
 
 
-def _plant_result(planted: Task, record: Plant, optimizer: str, outcome: CompileOutcome,
-                  capture: OptimizerCapture, judge: Judge | None, text_limit: int) -> dict[str, Any]:
+INTERVAL_CONFIDENCE = 0.9
+
+
+def wilson_interval(successes: int, trials: int, confidence: float = INTERVAL_CONFIDENCE) -> list[float] | None:
+    """The Wilson score interval `[low, high]` of a binomial rate, or None for no trials.
+
+    Rates here come from 2-30 reflections and are often 0 or 1, where the textbook (Wald) interval
+    collapses to a point; Wilson's stays inside [0, 1] and keeps a width there (0/10 at 90%: [0, 0.21])."""
+    if trials <= 0:
+        return None
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p, z2 = successes / trials, z * z
+    denominator = 1 + z2 / trials
+    centre = (p + z2 / (2 * trials)) / denominator
+    half = z * sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / denominator
+    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
+
+
+def repeat_run_dir(out_dir: str | Path | None, kind: str, repeat: int) -> Path | None:
+    """`<out_dir>/runs/<plant>` for the first repeat (the directory a single compile always had, so its
+    results and caches stay valid), `<plant>-r<k>` for the others; None: compile's default, named by seed."""
+    if out_dir is None:
+        return None
+    return Path(out_dir) / "runs" / (kind if repeat == 0 else f"{kind}-r{repeat}")
+
+
+@dataclass
+class _Repeat:
+    """One compile of a planted task and its scored reflections: the unit that repeats pool."""
+
+    repeat: int
+    seed: int
+    summary: dict[str, Any]
+    source: str
+    scored: list[ScoredReflection]
+    uniform: list[ScoredReflection]  # every non-answer output of the optimizer model, scored alike
+    task_answers: int
+    optimizer_calls: int
+    failed_calls: int
+    judge_calls: int
+
+    def naming(self) -> int:
+        return sum(r.named for r in self.scored)
+
+    def describe(self) -> dict[str, Any]:
+        """The per-repeat counts: enough to see whether one seed carries the pooled rate."""
+        s = self.summary
+        return {"repeat": self.repeat, "seed": self.seed, "run_dir": s.get("run_dir"),
+                "reflection_count": len(self.scored), "naming": self.naming(),
+                "rate": _rate(self.naming(), len(self.scored)),
+                "baseline_val_score": s.get("baseline_val_score"), "val_score": s.get("val_score"),
+                "stop_reason": s.get("stop_reason"),
+                "calls": {"lm_calls": s.get("lm_calls"), "budget_used": s.get("budget_used"),
+                          "cache_hits": s.get("cache_hits"), "optimizer_calls": self.optimizer_calls,
+                          "judge_calls": self.judge_calls}}
+
+
+def _score_repeat(planted: Task, record: Plant, optimizer: str, repeat: tuple[int, int], outcome: CompileOutcome,
+                  capture: OptimizerCapture, judge: Judge | None, text_limit: int) -> _Repeat:
+    """Read and score the reflections of one compile (ledger fields for honed's optimizers, captured
+    optimizer-model outputs for DSPy's), against the cause, or the decoy word for the distractor.
+    `repeat` is (repeat index, compile seed)."""
     decoy = record.kind == "distractor"
     keywords = record.decoy_keywords if decoy else record.keywords
     stripper = EchoStripper(str(e[planted.input_field]) for e in planted.train)
@@ -71,72 +142,119 @@ def _plant_result(planted: Task, record: Plant, optimizer: str, outcome: Compile
     else:
         source = "optimizer_model"
         raw = [("response", label, text) for label, text in captured]
-    scored: list[ScoredReflection] = []
     judge_calls_before = judge.calls if judge else 0
     cause = (_decoy_cause(record) if record.decoy_keywords else None) if decoy else record.description
+    scored: list[ScoredReflection] = []
     for kind, step, text in raw:
         item = score(kind, step, text, keywords, stripper, text_limit)
         if judge is not None and cause is not None:
             item.judge = judge(cause, stripper.strip(text))
         scored.append(item)
-    named = sum(r.named for r in scored)
     uniform = [score("response", label, text, keywords, stripper, text_limit) for label, text in captured]
+    return _Repeat(repeat=repeat[0], seed=repeat[1], summary=dict(outcome.summary),
+                   source=source, scored=scored, uniform=uniform, task_answers=task_answers,
+                   optimizer_calls=len(capture.calls), failed_calls=capture.failed,
+                   judge_calls=(judge.calls - judge_calls_before) if judge else 0)
+
+
+def _sum(values: Sequence[Any]) -> int | None:
+    """A total over repeats of a count a summary may lack (None when every repeat lacks it)."""
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
+
+
+def _plant_result(record: Plant, repeats: list[_Repeat], judge: Judge | None) -> dict[str, Any]:
+    """One plant's entry: the reflections of all its repeats pooled, each repeat's counts in `per_repeat`.
+
+    With one repeat every key means what it meant before repeats existed; `compile` is the first
+    repeat's (`per_repeat` has each one's scores)."""
+    decoy = record.kind == "distractor"
+    scored = [r for rep in repeats for r in rep.scored]
+    uniform = [r for rep in repeats for r in rep.uniform]
+    named = sum(r.named for r in scored)
     judged = [r.judge for r in scored if r.judge is not None]
+    judge_calls = sum(rep.judge_calls for rep in repeats)
     judge_summary = None
     if judge is not None:
         judge_summary = {"model": judge.model, "verdicts": len(judged), "naming": sum(judged),
                          "rate": _rate(sum(judged), len(judged)), "any": any(judged) if judged else None,
-                         "calls": judge.calls - judge_calls_before}
-    rate = _rate(named, len(scored))
-    summary = outcome.summary
+                         "calls": judge_calls, "interval": wilson_interval(sum(judged), len(judged))}
+    rate, interval = _rate(named, len(scored)), wilson_interval(named, len(scored))
+    first = repeats[0].summary
+    summaries = [rep.summary for rep in repeats]
     return {
         "plant": record.model_dump(mode="json"),
         "scored_against": "decoy" if decoy else "cause",
-        "keywords": keywords,
-        "source": source,
-        "reflections": [r.model_dump(mode="json") for r in scored],
+        "keywords": record.decoy_keywords if decoy else record.keywords,
+        "source": repeats[0].source,
+        "reflections": [{**r.model_dump(mode="json"), "repeat": rep.repeat} for rep in repeats for r in rep.scored],
         "reflection_count": len(scored),
         "naming": named,
         "identification_rate": None if decoy else rate,
+        "identification_interval": None if decoy else interval,
         "identified": None if decoy else named > 0,
         "false_identification_rate": rate if decoy else None,
+        "false_identification_interval": interval if decoy else None,
         "falsely_identified": (named > 0) if decoy else None,
         "judge": judge_summary,
-        "optimizer_outputs": {"calls": len(capture.calls), "failed_calls": capture.failed,
-                              "task_answers": task_answers, "reflections": len(uniform),
-                              "naming": sum(r.named for r in uniform),
+        "optimizer_outputs": {"calls": sum(rep.optimizer_calls for rep in repeats),
+                              "failed_calls": sum(rep.failed_calls for rep in repeats),
+                              "task_answers": sum(rep.task_answers for rep in repeats),
+                              "reflections": len(uniform), "naming": sum(r.named for r in uniform),
                               "rate": _rate(sum(r.named for r in uniform), len(uniform))},
-        "compile": {k: summary.get(k) for k in _COMPILE_KEYS if k in summary},
-        "calls": {"lm_calls": summary.get("lm_calls"), "budget_used": summary.get("budget_used"),
-                  "budget": summary.get("budget"), "cache_hits": summary.get("cache_hits"),
-                  "optimizer_calls": len(capture.calls),
-                  "judge_calls": judge_summary["calls"] if judge_summary else 0},
+        "compile": {k: first.get(k) for k in _COMPILE_KEYS if k in first},
+        "calls": {"lm_calls": _sum([s.get("lm_calls") for s in summaries]),
+                  "budget_used": _sum([s.get("budget_used") for s in summaries]),
+                  "budget": first.get("budget"), "cache_hits": _sum([s.get("cache_hits") for s in summaries]),
+                  "optimizer_calls": sum(rep.optimizer_calls for rep in repeats), "judge_calls": judge_calls},
+        "repeats": len(repeats),
+        "per_repeat": [rep.describe() for rep in repeats],
     }
+
+
+def _check_repeats(repeats: int, min_reflections: int | None) -> None:
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ConfigError(f"repeats must be a positive integer, not {repeats!r}")
+    if min_reflections is not None and (not isinstance(min_reflections, int) or min_reflections < 1):
+        raise ConfigError(f"min_reflections must be a positive integer or None, not {min_reflections!r}")
 
 
 def diagnose_reflection(task: Task, optimizer: str, *, plants: str | Sequence[str] = PLANT_KINDS,
                         budget: int = 300, seed: int = 0, train_size: int = DEFAULT_TRAIN_SIZE,
                         val_size: int = DEFAULT_VAL_SIZE, judge_model: str | dspy.BaseLM | None = None,
                         out_dir: str | Path | None = None, cache_dir: Path | None = None,
-                        progress: bool | None = False, text_limit: int = TEXT_LIMIT,
-                        **options: Any) -> dict[str, Any]:
+                        progress: bool | None = False, text_limit: int = TEXT_LIMIT, repeats: int = 1,
+                        min_reflections: int | None = None, **options: Any) -> dict[str, Any]:
     """Compile each planted variant of `task` with `optimizer` and score its reflections against the plant.
 
-    Run directories go to `<out_dir>/runs/<plant>` (default: under the cache directory, as for `honed
-    compile`), so a repeated diagnosis replays from the cache. `options` go to the optimizer."""
+    `seed` fixes the plant (trigger word, relabelled examples). Each plant is compiled `repeats` times with
+    compile seeds `seed, seed+1, ...`: the compile seed draws the train/validation split and the
+    optimizer's sampling, so each repeat shows the optimizer other mistakes and its reflections are not
+    replays of one another (a sampling seed alone would leave each round's greedy reflection identical).
+    With `min_reflections`, a plant stops repeating once it has that many reflections (`repeats` caps it).
+
+    Run directories go to `<out_dir>/runs/<plant>` for the first repeat, `<plant>-r<k>` for the others
+    (default: under the cache directory, as for `honed compile`), so a repeated diagnosis replays from the
+    cache. `options` go to the optimizer."""
     if optimizer not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {optimizer!r}; available: {', '.join(sorted(OPTIMIZERS))}")
+    _check_repeats(repeats, min_reflections)
     kinds = parse_plants(plants)
     judge = Judge(judge_model) if judge_model is not None else None
     results = []
     for kind in kinds:
         planted, record = plant(task, kind, seed=seed)
-        run_dir = Path(out_dir) / "runs" / kind if out_dir is not None else None
-        with capture_optimizer_model() as capture:
-            outcome = compile_task(planted, optimizer, budget=budget, seed=seed, run_dir=run_dir,
-                                   train_size=train_size, val_size=val_size, cache_dir=cache_dir,
-                                   progress=progress, **options)
-        results.append(_plant_result(planted, record, optimizer, outcome, capture, judge, text_limit))
+        done: list[_Repeat] = []
+        for k in range(repeats):
+            with capture_optimizer_model() as capture:
+                outcome = compile_task(planted, optimizer, budget=budget, seed=seed + k,
+                                       run_dir=repeat_run_dir(out_dir, kind, k), train_size=train_size,
+                                       val_size=val_size, cache_dir=cache_dir, progress=progress, **options)
+            done.append(_score_repeat(planted, record, optimizer, (k, seed + k), outcome, capture, judge,
+                                      text_limit))
+            if min_reflections is not None and sum(len(r.scored) for r in done) >= min_reflections:
+                break
+        results.append(_plant_result(record, done, judge))
     from honed.config import optimizer_lm
 
     return {
@@ -144,16 +262,26 @@ def diagnose_reflection(task: Task, optimizer: str, *, plants: str | Sequence[st
         "diagnosis": "reflection",
         "task": task.name, "optimizer": optimizer, "seed": seed, "budget": budget,
         "train_size": train_size, "val_size": val_size,
+        "repeats": repeats, "min_reflections": min_reflections,
+        "interval": {"method": "wilson", "confidence": INTERVAL_CONFIDENCE},
         "task_model": getattr(dspy.settings.lm, "model", None),
         "optimizer_model": getattr(optimizer_lm(), "model", None),
         "judge_model": judge.model if judge else None,
         "plants": results,
-        "summary": {
-            "identified": {r["plant"]["kind"]: r["identified"] for r in results if r["scored_against"] == "cause"},
-            "identification_rate": {r["plant"]["kind"]: r["identification_rate"] for r in results
-                                    if r["scored_against"] == "cause"},
-            "false_identification_rate": next((r["false_identification_rate"] for r in results
-                                               if r["scored_against"] == "decoy"), None),
-            "lm_calls": sum(r["calls"]["lm_calls"] or 0 for r in results),
-        },
+        "summary": _summary(results),
+    }
+
+
+def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The verdicts by plant kind, at a glance."""
+    causes = [r for r in results if r["scored_against"] == "cause"]
+    decoy = next((r for r in results if r["scored_against"] == "decoy"), None)
+    return {
+        "identified": {r["plant"]["kind"]: r["identified"] for r in causes},
+        "identification_rate": {r["plant"]["kind"]: r["identification_rate"] for r in causes},
+        "identification_interval": {r["plant"]["kind"]: r["identification_interval"] for r in causes},
+        "false_identification_rate": decoy["false_identification_rate"] if decoy else None,
+        "false_identification_interval": decoy["false_identification_interval"] if decoy else None,
+        "reflection_count": {r["plant"]["kind"]: r["reflection_count"] for r in results},
+        "lm_calls": sum(r["calls"]["lm_calls"] or 0 for r in results),
     }
