@@ -12,17 +12,23 @@ JSON schemas (every result also carries `schema` and `diagnosis`):
 `honed.diagnose.reflection/1` (`diagnosis: "reflection"`)::
 
     task, optimizer, seed, budget, train_size, val_size, task_model, optimizer_model, judge_model
+    repeats, min_reflections, interval: {method: "wilson", confidence: 0.9}
     plants: [                                   # one per plant kind, in the order asked
+      repeats                                   # compiles pooled (seeds seed .. seed+repeats-1)
+      per_repeat: [{repeat, seed, run_dir, reflection_count, naming, rate, baseline_val_score, val_score,
+                    stop_reason, calls}]
       plant: {kind, task, planted_task, seed, description, keywords, decoy_keywords,
               affected: [example id], changed: [example id], train_size, details: {...}}
       scored_against: "cause" | "decoy"         # decoy: the distractor, which has no cause
       keywords: [str]                           # what the reflections were searched for
       source: "ledger" | "optimizer_model"      # honed's optimizers: ledger fields; DSPy's: captured outputs
-      reflections: [{kind, step, text (truncated), chars, keyword_hits, named, judge}]
+      reflections: [{kind, step, repeat, text (truncated), chars, keyword_hits, named, judge}]
       reflection_count, naming                  # naming: reflections whose keyword verdict is true
       identification_rate, identified           # null for the distractor
+      identification_interval: [low, high] | null     # Wilson, pooled over repeats
       false_identification_rate, falsely_identified   # distractor only, else null
-      judge: {model, verdicts, naming, rate, any, calls} | null
+      false_identification_interval: [low, high] | null
+      judge: {model, verdicts, naming, rate, any, calls, interval} | null
       optimizer_outputs: {calls, failed_calls, task_answers, reflections, naming, rate}  # uniform capture
       compile: {baseline_val_score, val_score, verification_rate, stop_reason, run_dir, ...}
       calls: {lm_calls, budget_used, budget, cache_hits, optimizer_calls, judge_calls}

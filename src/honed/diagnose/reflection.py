@@ -12,11 +12,8 @@ One compile makes few reflections (honed's `reflective` makes about two per plan
 for a rate. `repeats` compiles each plant again with the next compile seeds and pools the reflections; the
 pooled rates carry a Wilson score interval (`wilson_interval`). The plant itself stays fixed by `seed`.
 
-The result is one JSON object (schema `honed.diagnose.reflection/1`, documented in `diagnose/__init__.py`).
-Repeats only add keys: top level `repeats`, `min_reflections`, `interval: {method, confidence}`; per plant
-`repeats`, `per_repeat: [{repeat, seed, run_dir, reflection_count, naming, rate, baseline_val_score,
-val_score, stop_reason, calls}]`, `identification_interval` / `false_identification_interval` (`[low, high]`
-or null), `judge.interval`, and `repeat` on each reflection; counts and rates are pooled over repeats.
+The result is one JSON object (schema `honed.diagnose.reflection/1`, documented in `diagnose/__init__.py`);
+repeats only add keys to it, and counts and rates are pooled over repeats.
 """
 
 from __future__ import annotations
