@@ -14,6 +14,13 @@ So this adapter sends:
 When no schema can be enforced (a remote model without structured outputs), the system message also
 spells out the JSON fields, since then the prompt is all the model has to go on.
 
+For `gguf/` models, whose grammar honed compiles itself, a bounded schema (every string has a
+`maxLength`, every list a `maxItems`) also caps `max_tokens` at the most tokens the grammar can produce
+(`honed.models.grammar_bound`): never above the configured value, and never below a valid answer's
+length. Remote decoders' grammars (their whitespace rules, whether they honour `maxLength`) are not
+known here, so their `max_tokens` is left as configured. Demonstrations of `int`/`float` outputs are
+written as JSON numbers, the shape the grammar produces, even when the gold value is text ("12").
+
 An output type the schema or the grammar cannot express raises `honed.SchemaError` naming the field
 before the request is sent (for `gguf/` models and `typed_outputs="llama.cpp"` the grammar is compiled
 here, so a refused schema never reaches the provider, where litellm would wrap and retry it).
@@ -28,10 +35,13 @@ import json
 from typing import Any, Literal
 
 import dspy
+import pydantic
 from dspy.adapters.base import Adapter
 from dspy.adapters.json_adapter import JSONAdapter
 from dspy.adapters.utils import format_field_value, get_annotation_name, serialize_for_json
 
+from honed.models.gguf import DEFAULT_MAX_TOKENS
+from honed.models.grammar_bound import max_output_tokens
 from honed.models.resolve import is_gguf_model
 from honed.models.schema import check_grammar, output_schema
 
@@ -79,6 +89,8 @@ class HonedAdapter(JSONAdapter):
         schema = output_schema(signature)
         if is_gguf_model(lm.model) or mode == "llama.cpp":
             check_grammar(signature, schema)  # llama.cpp compiles it: refuse here, naming the field
+        if is_gguf_model(lm.model):
+            _cap_max_tokens(lm, lm_kwargs, schema)
         if mode == "json_schema":
             lm_kwargs["response_format"] = {
                 "type": "json_schema",
@@ -129,8 +141,32 @@ class HonedAdapter(JSONAdapter):
 
     def format_assistant_message_content(self, signature: Any, outputs: dict[str, Any],
                                          missing_field_message: str | None = None) -> str:
-        values = {name: outputs.get(name, missing_field_message) for name in signature.output_fields}
+        values = {name: _as_declared_number(field.annotation, outputs.get(name, missing_field_message))
+                  for name, field in signature.output_fields.items()}
         return json.dumps(serialize_for_json(values), ensure_ascii=False)
+
+
+def _as_declared_number(annotation: Any, value: Any) -> Any:
+    """A text gold value ("12") of an `int`/`float` field as that number; anything else unchanged."""
+    if annotation not in (int, float) or not isinstance(value, str):
+        return value
+    try:
+        return pydantic.TypeAdapter(annotation).validate_python(value.strip(), strict=False)
+    except pydantic.ValidationError:
+        return value
+
+
+def _cap_max_tokens(lm: Any, lm_kwargs: dict[str, Any], schema: dict[str, Any]) -> None:
+    """Lower `max_tokens` to the most tokens the schema's grammar can produce; never raise it."""
+    bound = max_output_tokens(schema)
+    if bound is None:
+        return
+    merged = {**(getattr(lm, "kwargs", None) or {}), **lm_kwargs}  # what DSPy's LM sends: call over defaults
+    # read as the gguf/ provider reads it
+    configured = merged.get("max_tokens") or merged.get("max_completion_tokens") or DEFAULT_MAX_TOKENS
+    if bound < int(configured):
+        lm_kwargs.pop("max_completion_tokens", None)
+        lm_kwargs["max_tokens"] = bound
 
 
 def check_program(program: Any, lm: Any = None, adapter: Any = None) -> None:

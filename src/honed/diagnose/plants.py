@@ -148,7 +148,9 @@ def hidden_rule(task: Task, *, seed: int = 0) -> tuple[Task, Plant]:
     changed = [i for i, e in zip(ids, task.train, strict=True)
                if contains_word(str(e[task.input_field]), trigger) and str(e[field]) != label]
     name = f"{task.name}+hidden_rule"
-    planted = replace(task, name=name, train=apply(task.train), test=apply(task.test))
+    # output_type=None: the planted Task is typed after its new gold outputs (an int task's rule output
+    # "unknown" is text).
+    planted = replace(task, name=name, train=apply(task.train), test=apply(task.test), output_type=None)
     record = Plant(
         kind="hidden_rule", task=task.name, planted_task=name, seed=seed,
         description=(f"Every input that contains the word '{trigger}' has the {field} '{label}', "
@@ -184,7 +186,7 @@ def format_rule(task: Task, *, seed: int = 0, style: Literal["auto", "upper", "b
     changed = [i for i, o in zip(ids, outputs, strict=True) if change(o) != o]
     name = f"{task.name}+format"
     planted = replace(task, name=name, train=apply(task.train), test=apply(task.test), kind="transform",
-                      labels=None, metric=ExactCase(field))
+                      labels=None, output_type=None, metric=ExactCase(field))
     description = (f"Every {field} must be written entirely in UPPER CASE letters." if style == "upper" else
                    f"Every {field} must be wrapped in square brackets, like [answer].")
     record = Plant(kind="format", task=task.name, planted_task=name, seed=seed, description=description,
@@ -221,7 +223,7 @@ def distractor(task: Task, *, seed: int = 0, rate: float = DISTRACTOR_RATE) -> t
     except PlantError as exc:
         decoy_keywords, decoy_note = [], {"decoy": None, "decoy_note": str(exc)}
     name = f"{task.name}+distractor"
-    planted = replace(task, name=name, train=train)
+    planted = replace(task, name=name, train=train, output_type=None)
     record = Plant(
         kind="distractor", task=task.name, planted_task=name, seed=seed,
         description=(f"Random label noise on {len(changed)} of {len(train)} training examples: the errors have "

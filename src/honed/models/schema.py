@@ -3,6 +3,11 @@
 The schema is what makes a small model's answer parse: the provider turns it into a grammar, so
 decoding can only produce a JSON object with exactly the declared fields and types.
 
+String length bounds (`maxLength`) are written as one counted repetition, `char{0,N}`: llama.cpp's
+Python converter writes them as N nested optional groups, which the C++ grammar parser refuses (and the
+process then crashes) once N reaches the low thousands; the counted form parses at any N and produces
+exactly the same strings.
+
 A type that has no JSON form (a callable, `type`, a pydantic model holding one) or a schema llama.cpp's
 converter refuses (an unanchored `pattern`) raises `SchemaError` naming the output field — nested as
 `field.sub` inside a pydantic model — before any request is sent.
@@ -130,11 +135,49 @@ def grammar_for_schema(schema_json: str) -> Any:
     """Compile (and memoize) the llama.cpp grammar for a schema given as canonical JSON text."""
     from llama_cpp import LlamaGrammar
 
+    return LlamaGrammar.from_string(gbnf_for_schema(schema_json), verbose=False)
+
+
+@functools.lru_cache(maxsize=256)
+def gbnf_for_schema(schema_json: str) -> str:
+    """The GBNF text of the grammar for a schema given as canonical JSON text ("{}": any JSON value)."""
     if schema_json in ("{}", ""):
         from llama_cpp.llama_grammar import JSON_GBNF
 
-        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-    return LlamaGrammar.from_json_schema(schema_json, verbose=False)
+        return JSON_GBNF
+    converter = _converter_class()(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+    schema = converter.resolve_refs(json.loads(schema_json), "stdin")
+    converter.visit(schema, "")
+    return converter.format_grammar()
+
+
+# Keys under which the converter writes a string some other way than `char` repeated (or not a string).
+_NOT_PLAIN_STRING = ("pattern", "format", "enum", "const", "$ref", "anyOf", "oneOf", "allOf")
+
+
+@functools.cache
+def _converter_class() -> type:
+    """llama.cpp's schema converter, with length-bounded strings written as `char{min,max}`.
+
+    Built on first use so that importing honed does not load llama.cpp.
+    """
+    from llama_cpp.llama_grammar import PRIMITIVE_RULES, RESERVED_NAMES, SchemaConverter
+
+    class CountedStringConverter(SchemaConverter):
+        def visit(self, schema: dict[str, Any], name: str) -> str:
+            bounded = "minLength" in schema or "maxLength" in schema
+            if schema.get("type") != "string" or not bounded or any(key in schema for key in _NOT_PLAIN_STRING):
+                return super().visit(schema, name)
+            low, high = int(schema.get("minLength", 0)), schema.get("maxLength")
+            char = self._add_primitive("char", PRIMITIVE_RULES["char"])
+            if high is not None and int(high) == 0:
+                body = ""
+            else:
+                body = f"{char}{{{low},{'' if high is None else int(high)}}} "
+            rule_name = name + "-" if name in RESERVED_NAMES else name or "root"
+            return self._add_rule(rule_name, f'"\\"" {body}"\\"" space')
+
+    return CountedStringConverter
 
 
 def canonical_json(schema: dict[str, Any]) -> str:

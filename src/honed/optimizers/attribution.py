@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from honed.evaluate import ExampleResult
-from honed.programs.metrics import normalize
+from honed.programs.metrics import matches
 
 NOT_GOLD = frozenset({"id", "answers"})
 
@@ -31,7 +31,7 @@ def attribute(result: ExampleResult, predictor_order: Sequence[str]) -> str:
     gold = gold_labels(result)
     for step in result.trace:
         for field, value in step.outputs.items():
-            if field in gold and normalize(value) != normalize(gold[field]):
+            if field in gold and not matches(value, gold[field]):
                 return step.predictor
     if result.prediction is None:
         traced = {step.predictor for step in result.trace}

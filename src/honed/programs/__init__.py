@@ -2,9 +2,10 @@
 
 from honed.programs.classify import Classify
 from honed.programs.metrics import ExactMatch, normalize
+from honed.programs.output_types import OutputType, infer_output_type
 from honed.programs.pipeline import MultipleChoice, ReasonThenAnswer
 from honed.programs.tasks import Task, bundled_task_names, load_bbh_task, load_task, task_from_files
 from honed.programs.transform import Transform
 
-__all__ = ["Classify", "ExactMatch", "MultipleChoice", "ReasonThenAnswer", "Task", "Transform",
-           "bundled_task_names", "load_bbh_task", "load_task", "normalize", "task_from_files"]
+__all__ = ["Classify", "ExactMatch", "MultipleChoice", "OutputType", "ReasonThenAnswer", "Task", "Transform",
+           "bundled_task_names", "infer_output_type", "load_bbh_task", "load_task", "normalize", "task_from_files"]

@@ -10,13 +10,17 @@ from collections.abc import Sequence
 
 import dspy
 
+from honed.programs.transform import typed_output_args
 from honed.signatures import classification_signature, reasoning_signature, transformation_signature
+from honed.signatures.tasks import OutputTypeName
 
 
 class ReasonThenAnswer(dspy.Module):
     """First write a short reasoning about the input (`reason`), then answer given it (`answer`).
 
-    With `labels` the answer is one of them (decoding cannot produce anything else); without, it is text.
+    With `labels` the answer is one of them (decoding cannot produce anything else); without, it is of
+    `output_type` ("str", "int", "float"; a "str" at most `max_chars` long when given). The reasoning is
+    at most `REASONING_MAX_CHARS` characters, so the first step always ends.
 
     >>> program = ReasonThenAnswer(labels=["positive", "negative"], input_field="sentence",
     ...                            output_field="sentiment")
@@ -25,10 +29,12 @@ class ReasonThenAnswer(dspy.Module):
     """
 
     def __init__(self, *, input_field: str = "text", output_field: str = "output",
-                 labels: Sequence[str] | None = None, instructions: str | None = None) -> None:
+                 labels: Sequence[str] | None = None, instructions: str | None = None,
+                 output_type: OutputTypeName = "str", max_chars: int | None = None) -> None:
         super().__init__()
         self.init_args = {"input_field": input_field, "output_field": output_field,
-                          "labels": list(labels) if labels else None, "instructions": instructions}
+                          "labels": list(labels) if labels else None, "instructions": instructions,
+                          **({} if labels else typed_output_args(output_type, max_chars))}
         self.input_field = input_field
         self.reason = dspy.Predict(reasoning_signature(input_field=input_field, task=instructions))
         if labels:
@@ -36,7 +42,8 @@ class ReasonThenAnswer(dspy.Module):
                                               instructions=instructions)
         else:
             answer = transformation_signature(input_field=input_field, output_field=output_field,
-                                              instructions=instructions)
+                                              instructions=instructions, output_type=output_type,
+                                              max_chars=max_chars)
         self.answer = dspy.Predict(answer.insert(1, "reasoning", dspy.InputField(), type_=str))
 
     @property

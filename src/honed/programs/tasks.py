@@ -2,6 +2,8 @@
 
 Bundled tasks are the instruction-induction tasks shipped in `honed/programs/data/`. Users bring
 their own as `--train FILE.jsonl --test FILE.jsonl`, and BIG-Bench Hard files load as `bbh/<name>`.
+Every loader types the output field from the training answers (`honed.programs.output_types`), and the
+Task records that type, so the program built from it decodes only answers of that type and length.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import dspy
 
@@ -20,11 +22,11 @@ from honed.errors import ConfigError
 from honed.programs.classify import Classify
 from honed.programs.loaders import read_bbh, read_jsonl, to_examples
 from honed.programs.metrics import ExactMatch
+from honed.programs.output_types import OutputType, infer_output_type
 from honed.programs.pipeline import ReasonThenAnswer
 from honed.programs.transform import Transform
 
 ProgramKind = Literal["classify", "transform", "pipeline"]
-MAX_CLASSIFICATION_LABELS = 10
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,21 @@ INSTRUCTION_INDUCTION: dict[str, TaskSpec] = {
 }
 
 
+def _train_answers(examples: list[dspy.Example], output_field: str) -> tuple[list[str], list[str]]:
+    """The training outputs (one per example) and every alternative answer, as text."""
+    outputs = [str(e[output_field]) for e in examples]
+    answers = [str(a) for e in examples for a in (e.get("answers") or [])]
+    return outputs, answers
+
+
 @dataclass
 class Task:
-    """Everything needed to evaluate or compile a program on one task."""
+    """Everything needed to evaluate or compile a program on one task.
+
+    `output_type` is the type of the output field (see `honed.programs.output_types`); left None, it is
+    inferred from `train` (a `classify` task keeps its `labels`), so a Task rebuilt with other gold
+    outputs (`dataclasses.replace(task, train=..., output_type=None)`) is typed after them.
+    """
 
     name: str
     train: list[dspy.Example]
@@ -74,22 +88,35 @@ class Task:
     labels: list[str] | None = None
     two_stage: bool = False  # reason -> answer (`ReasonThenAnswer`) instead of one predictor
     metric: Callable = field(default=None)  # type: ignore[assignment]
+    output_type: OutputType | None = None
 
     def __post_init__(self) -> None:
         if self.metric is None:
             self.metric = ExactMatch(self.output_field)
+        if self.output_type is None:
+            outputs, answers = _train_answers(self.train, self.output_field)
+            inferred = infer_output_type(outputs, answers, labels=False)
+            if self.kind == "classify" and self.labels:
+                inferred = OutputType("label", inferred.max_chars, tuple(self.labels))
+            self.output_type = inferred
+
+    def _typed_output(self) -> dict[str, Any]:
+        """`output_type`/`max_chars` for a program that does not classify (a label set becomes bounded text)."""
+        assert self.output_type is not None  # set in __post_init__
+        answer = self.output_type.as_text()
+        return {"output_type": answer.type_name, "max_chars": answer.max_chars if answer.kind == "text" else None}
 
     def program(self) -> dspy.Module:
         """A fresh, uncompiled program for this task."""
-        if self.two_stage:
-            return ReasonThenAnswer(input_field=self.input_field, output_field=self.output_field,
-                                    labels=self.labels if self.kind == "classify" else None,
-                                    instructions=self.instructions)
         if self.kind == "classify":
+            if self.two_stage:
+                return ReasonThenAnswer(input_field=self.input_field, output_field=self.output_field,
+                                        labels=self.labels, instructions=self.instructions)
             return Classify(self.labels or [], input_field=self.input_field, output_field=self.output_field,
                             instructions=self.instructions)
-        return Transform(input_field=self.input_field, output_field=self.output_field,
-                         instructions=self.instructions)
+        maker = ReasonThenAnswer if self.two_stage else Transform
+        return maker(input_field=self.input_field, output_field=self.output_field, instructions=self.instructions,
+                     **self._typed_output())
 
 
 def bundled_task_names() -> list[str]:
@@ -98,14 +125,6 @@ def bundled_task_names() -> list[str]:
 
 def _data_dir() -> Path:
     return Path(str(resources.files("honed.programs") / "data" / "instruction_induction"))
-
-
-def choose_kind(outputs: list[str]) -> tuple[ProgramKind, list[str] | None]:
-    """Classification when the training outputs form a small label set, transformation otherwise."""
-    labels = sorted(set(outputs))
-    if 2 <= len(labels) <= MAX_CLASSIFICATION_LABELS:
-        return "classify", labels
-    return "transform", None
 
 
 def _labels_or_fail(outputs: list[str], where: str) -> list[str]:
@@ -118,13 +137,13 @@ def _labels_or_fail(outputs: list[str], where: str) -> list[str]:
 def _build(name: str, train_rows: list[dict], test_rows: list[dict], spec: TaskSpec,
            program: ProgramKind | None) -> Task:
     outputs = [r["output"] for r in train_rows]
-    kind, labels = choose_kind(outputs)
-    if program == "pipeline" and kind == "classify":
-        labels = _labels_or_fail(outputs, name)
+    answers = [a for r in train_rows for a in r.get("answers") or []]
+    output_type = infer_output_type(outputs, answers, labels=program != "transform")
+    kind: ProgramKind = "classify" if output_type.kind == "label" else "transform"
+    labels = list(output_type.labels) or None
     if program == "classify":
         kind, labels = "classify", _labels_or_fail(outputs, name)
-    elif program == "transform":
-        kind, labels = "transform", None
+        output_type = OutputType("label", output_type.max_chars, tuple(labels))
     instructions = spec.instructions
     if kind == "classify" and not instructions:
         instructions = f"Classify the {spec.input_field} as one of: {', '.join(labels or [])}."
@@ -135,7 +154,7 @@ def _build(name: str, train_rows: list[dict], test_rows: list[dict], spec: TaskS
         train=to_examples(train_rows, input_field=spec.input_field, output_field=spec.output_field),
         test=to_examples(test_rows, input_field=spec.input_field, output_field=spec.output_field),
         input_field=spec.input_field, output_field=spec.output_field, instructions=instructions,
-        kind=kind, labels=labels, two_stage=program == "pipeline",
+        kind=kind, labels=labels, two_stage=program == "pipeline", output_type=output_type,
     )
 
 
