@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        "metric)")
     _allow_class_option(ev)
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--allow-errors", action="store_true",
+                    help="exit 0 even when examples ended in errors (by default any error exits 1)")
     _model_options(ev)
 
     run = commands.add_parser("run", help="run a saved artifact on inputs, printing JSON",
@@ -208,6 +210,14 @@ def cmd_eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             print(f"  first failure: {_example_label(first.example, task.input_field)}: {_reason(first.error)}")
         print(f"  model calls {report.lm_calls}, cache hits {report.cache_hits}, "
               f"tokens {report.prompt_tokens} in / {report.completion_tokens} out, {report.wall_s:.1f}s")
+    if report.errors and not args.allow_errors:
+        # An error (HTTP 401, 500, a timeout) is not a wrong answer: a score over failed calls means nothing,
+        # and a CI job with a wrong key must not pass.
+        first = next(r for r in report.results if r.error and not r.parse_failure)
+        print(f"honed: error: {report.errors} of {report.n} examples ended in an error, not an answer (first: "
+              f"{_reason(first.error).splitlines()[0][:200]}); fix the cause, or pass --allow-errors to score them as wrong",
+              file=sys.stderr)
+        return 1
     return 0
 
 
