@@ -215,8 +215,8 @@ def cmd_eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         # and a CI job with a wrong key must not pass.
         first = next(r for r in report.results if r.error and not r.parse_failure)
         print(f"honed: error: {report.errors} of {report.n} examples ended in an error, not an answer (first: "
-              f"{_reason(first.error).splitlines()[0][:200]}); fix the cause, or pass --allow-errors to score them as wrong",
-              file=sys.stderr)
+              f"{_reason(first.error).splitlines()[0][:200]}); fix the cause, or pass --allow-errors to score "
+              "them as wrong", file=sys.stderr)
         return 1
     return 0
 
