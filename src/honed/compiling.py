@@ -16,7 +16,7 @@ import dspy
 
 from honed.config import default_cache_dir, optimizer_lm
 from honed.errors import ConfigError
-from honed.models.identity import model_identity
+from honed.models.identity import lm_identity
 from honed.optimizers.registry import make_optimizer
 from honed.optimizers.splits import content_hash
 from honed.programs.tasks import Task
@@ -48,15 +48,6 @@ def default_run_dir(task: Task, optimizer: str, settings: dict[str, Any], cache_
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     base = cache_dir or default_cache_dir()
     return Path(base) / "runs" / f"{task.name.replace('/', '_')}-{optimizer}-{digest}"
-
-
-def lm_identity(lm: Any) -> str | None:
-    """What answers behind `lm`: its GGUF file's hash, or its remote model name and endpoint."""
-    model = lm if isinstance(lm, str) else getattr(lm, "model", None)
-    if not isinstance(model, str):
-        return None
-    kwargs = getattr(lm, "kwargs", None) or {}
-    return model_identity(model, kwargs.get("api_base") or kwargs.get("base_url"))
 
 
 def compile_task(task: Task, optimizer: str, *, budget: int, seed: int = 0, run_dir: str | Path | None = None,

@@ -20,9 +20,9 @@ import errno
 import socket
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from honed.errors import ProviderUnavailable, find_cause
+from honed.models.identity import public_endpoint
 
 _UNREACHABLE_ERRNOS = {errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN}
 
@@ -64,14 +64,7 @@ def _connect_failure(error: BaseException) -> tuple[BaseException, str] | None:
 def _endpoint(lm: Any) -> str | None:
     """The LM's `api_base` without credentials, query or fragment (it lands in messages and logs)."""
     kwargs = getattr(lm, "kwargs", None) or {}
-    url = kwargs.get("api_base") or kwargs.get("base_url")
-    if not isinstance(url, str) or not url:
-        return None
-    parts = urlsplit(url)
-    if not parts.hostname:
-        return None
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
+    return public_endpoint(kwargs.get("api_base") or kwargs.get("base_url"))
 
 
 def provider_unavailable(error: BaseException, lm: Any = None) -> ProviderUnavailable | None:

@@ -11,6 +11,8 @@ import hashlib
 import os
 import threading
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from honed.models.assemble import verified_sha256
 from honed.models.resolve import is_gguf_model, resolve_gguf_path
@@ -50,3 +52,34 @@ def model_identity(model: str, api_base: str | None = None) -> str:
     provider = model.split("/", 1)[0] if "/" in model else "openai"
     endpoint = api_base or os.environ.get(f"{provider.upper()}_API_BASE") or "default"
     return f"remote:{model}@{endpoint.rstrip('/')}"
+
+
+def public_endpoint(url: Any) -> str | None:
+    """`url` as scheme://host:port/path: no credentials, query or fragment (it lands in files, logs, errors)."""
+    if not isinstance(url, str) or not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
+
+
+def lm_identity(lm: Any) -> str | None:
+    """What answers behind an LM (or a model string), safe to write into a run's settings.
+
+    A `gguf/` model is its file's content hash; a remote one its model name and endpoint without
+    credentials. None for an LM object without a model string.
+    """
+    model = lm if isinstance(lm, str) else getattr(lm, "model", None)
+    if not isinstance(model, str):
+        return None
+    if is_gguf_model(model):
+        return model_identity(model)
+    kwargs = getattr(lm, "kwargs", None) or {}
+    provider = model.split("/", 1)[0] if "/" in model else "openai"
+    url = kwargs.get("api_base") or kwargs.get("base_url") or os.environ.get(f"{provider.upper()}_API_BASE")
+    return f"remote:{model}@{public_endpoint(url) or 'default'}"

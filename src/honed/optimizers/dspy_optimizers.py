@@ -46,7 +46,7 @@ from honed.models.faults import raise_if_unavailable
 from honed.optimizers.budget import BudgetExhausted, CallBudget
 from honed.optimizers.candidates import Candidate, PredictorState, example_id
 from honed.optimizers.ledger import RunLedger
-from honed.optimizers.run import CompileRun, resolve_optimizer_lm
+from honed.optimizers.run import CompileRun, model_settings, resolve_optimizer_lm
 from honed.optimizers.splits import content_hash, split_train_val
 
 DSPY_OPTIMIZERS: dict[str, str] = {
@@ -425,7 +425,7 @@ class DSPyOptimizer(Teleprompter):
         settings = {"optimizer": self.kind, "dspy_optimizer": DSPY_OPTIMIZERS[self.kind],
                     "dspy_version": getattr(dspy, "__version__", None), "budget": self.budget, "seed": self.seed,
                     "num_threads": self.num_threads, "max_errors": MAX_ERRORS, "hyperparameters": hp,
-                    "task_model": getattr(task_lm, "model", None), "optimizer_model": getattr(opt_lm, "model", None),
+                    **model_settings(task_lm, opt_lm),
                     "train_hash": content_hash(train), "val_hash": content_hash(val)}
         if task:
             settings["task"] = task

@@ -86,12 +86,15 @@ class RunLedger:
         canonical = json.loads(json.dumps(settings, sort_keys=True, default=str))
         try:
             stored = self._stored_settings()
+            if stored is not None and _upgradable(stored, canonical):
+                logger.warning("%s: settings from an older honed gained %s", self.run_dir,
+                               ", ".join(sorted(set(canonical) - set(stored))))
+                stored = None
             if stored is None:
                 _write_atomically(self.run_dir / SETTINGS_FILE, json.dumps(canonical, indent=2, sort_keys=True))
             elif stored != canonical:
-                changed = sorted(k for k in set(stored) | set(canonical) if stored.get(k) != canonical.get(k))
-                raise RunDirError(f"{self.run_dir} holds a different compile (settings differ in: "
-                                  f"{', '.join(changed)}); use another --run-dir or the same settings to resume")
+                raise RunDirError(f"{self.run_dir} holds a different compile ({_differences(stored, canonical)}); "
+                                  "use another --run-dir, or the same settings and models to resume")
         except BaseException:
             self.close()
             raise
@@ -162,6 +165,24 @@ class RunLedger:
             self._steps.add(step)
             self.records.append(record)
             return True
+
+
+# Settings that older run directories lack: a run written before they were recorded resumes and gains them
+# (its other settings, the model strings included, must still match).
+ADDED_SETTINGS = frozenset({"task_model_identity", "optimizer_model_identity"})
+# Settings whose old and new values an error shows, since "differ in" alone does not say which model moved.
+SHOWN_SETTINGS = ("task_model", "optimizer_model", "task_model_identity", "optimizer_model_identity")
+
+
+def _upgradable(stored: dict[str, Any], canonical: dict[str, Any]) -> bool:
+    missing = set(canonical) - set(stored)
+    return bool(missing) and missing <= ADDED_SETTINGS and all(stored[k] == canonical.get(k) for k in stored)
+
+
+def _differences(stored: dict[str, Any], canonical: dict[str, Any]) -> str:
+    changed = sorted(k for k in set(stored) | set(canonical) if stored.get(k) != canonical.get(k))
+    shown = [f"{k} was {stored.get(k)!r}, now {canonical.get(k)!r}" for k in SHOWN_SETTINGS if k in changed]
+    return f"settings differ in: {', '.join(changed)}" + (f"; {'; '.join(shown)}" if shown else "")
 
 
 def _lock_run_dir(run_dir: Path) -> int | None:

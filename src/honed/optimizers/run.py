@@ -102,6 +102,15 @@ def resolve_optimizer_lm(model: Any) -> dspy.BaseLM:
     return make_lm(model) if isinstance(model, str) else model
 
 
+def model_settings(task_lm: Any, opt_lm: Any) -> dict[str, Any]:
+    """Both models as a run records them: the strings, and the identities behind them (a GGUF file's hash,
+    a remote endpoint), so that a run never resumes on a model other than the one it started with."""
+    from honed.models.identity import lm_identity
+
+    return {"task_model": getattr(task_lm, "model", None), "optimizer_model": getattr(opt_lm, "model", None),
+            "task_model_identity": lm_identity(task_lm), "optimizer_model_identity": lm_identity(opt_lm)}
+
+
 def open_compile(optimizer: Any, student: dspy.Module, trainset: Sequence[dspy.Example],
                  valset: Sequence[dspy.Example] | None, run_dir: Any, task: str | None = None
                  ) -> tuple[CompileRun, list[dspy.Example], list[dspy.Example], dspy.BaseLM, list[str]]:
@@ -115,8 +124,7 @@ def open_compile(optimizer: Any, student: dspy.Module, trainset: Sequence[dspy.E
         raise ConfigError(f"{type(optimizer).__name__} needs a non-empty trainset")
     train, val = split_train_val(trainset, valset, seed=optimizer.seed)
     opt_lm = resolve_optimizer_lm(optimizer.optimizer_model)
-    settings = {**optimizer.settings(), "task_model": getattr(dspy.settings.lm, "model", None),
-                "optimizer_model": getattr(opt_lm, "model", None),
+    settings = {**optimizer.settings(), **model_settings(dspy.settings.lm, opt_lm),
                 "train_hash": content_hash(train), "val_hash": content_hash(val)}
     if task:
         settings["task"] = task
