@@ -42,7 +42,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import dspy  # noqa: E402
 
 import honed  # noqa: E402
-from honed.compiling import compile_task, task_splits  # noqa: E402
+from honed.compiling import affordable_val_size, compile_task, task_splits  # noqa: E402
 from honed.config import current_cache  # noqa: E402
 from honed.evaluate import EvalReport, evaluate  # noqa: E402
 from honed.programs import Task, load_task, task_from_files  # noqa: E402
@@ -149,7 +149,8 @@ def run_row(task: Task, optimizer: str, args: argparse.Namespace, *, compile_as:
     try:
         if optimizer == "none":
             program = task.program()
-            _, val = task_splits(task, train_size=args.train_size, val_size=args.val_size, seed=args.seed)
+            val_size = affordable_val_size(args.val_size, args.budget, len(program.named_predictors()))
+            _, val = task_splits(task, train_size=args.train_size, val_size=val_size, seed=args.seed)
             summary = {"val_score": evaluate(program, val, task.metric, progress=False).score, "budget_used": 0,
                        "stop_reason": "no compile"}
         else:

@@ -90,3 +90,25 @@ def test_the_default_run_dir_is_named_by_the_optimizer_model_too(tmp_path, cache
                     .summary["run_dir"])
     assert runs[0] != runs[1] and runs[0] == runs[2]
     assert [read_settings(r)["optimizer_model"] for r in runs[:2]] == ["scripted/reflector-a", "scripted/reflector-b"]
+
+
+def test_a_small_budget_caps_the_validation_set_it_must_rank_with(tmp_path, cache_dir):
+    """At budget 30 the seed and two candidates can be ranked on 10 examples, not on 50."""
+    import honed
+    from honed.compiling import affordable_val_size, compile_task
+    from honed.programs.tasks import task_from_files
+    from honed.testing import ScriptedLM
+
+    assert affordable_val_size(50, 100, 1) == 33 and affordable_val_size(20, 100, 1) == 20
+    assert affordable_val_size(50, 100, 2) == 16 and affordable_val_size(50, 2, 1) == 1
+    for split, n in (("train", 90), ("test", 2)):
+        rows = [{"id": f"{split}{i}", "input": f"word {i}", "output": "yes"} for i in range(n)]
+        (tmp_path / f"t.{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = task_from_files(tmp_path / "t.train.jsonl", tmp_path / "t.test.jsonl", instructions="Say yes.")
+    honed.configure(model=ScriptedLM(lambda messages, schema: {"output": "yes"}), cache_dir=cache_dir, num_threads=1)
+    summary = compile_task(task, "reflective", budget=30, val_size=50, cache_dir=tmp_path / "c",
+                           progress=False).summary
+    assert summary["val_size"] == 10 and "capped at 10 of 50" in summary["val_size_note"]
+    unchanged = compile_task(task, "reflective", budget=300, val_size=20, cache_dir=tmp_path / "c",
+                             progress=False).summary
+    assert unchanged["val_size"] == 20 and "val_size_note" not in unchanged

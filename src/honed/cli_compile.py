@@ -92,6 +92,8 @@ def cmd_compile(args: argparse.Namespace, task: Any, settings: Any) -> int:
     rate = summary.get("verification_rate")
     print(f"compiled {task.name} with {args.optimizer}: validation {summary['baseline_val_score']:.3f} -> "
           f"{summary['val_score']:.3f}")
+    if summary.get("val_size_note"):
+        print(f"  {summary['val_size_note']} (--val-size, --budget)")
     gain = summary.get("gain_over_seed")
     if gain:
         verdict = "returned" if gain["holds"] else "not returned: the seed was kept, as the gain may be chance"

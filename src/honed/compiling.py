@@ -23,6 +23,10 @@ from honed.programs.tasks import Task
 
 DEFAULT_TRAIN_SIZE = 200
 DEFAULT_VAL_SIZE = 50
+# The validation set is capped so that the budget pays for this many passes over it (the seed and at least
+# two candidates): at budget 100 and 50 validation examples, the seed's pass and one candidate's left
+# nothing for a refinement step, and `behavior` returned the seed having ranked only its draft.
+VALIDATION_PASSES = 3
 
 
 @dataclass
@@ -42,6 +46,11 @@ def task_splits(task: Task, *, train_size: int = DEFAULT_TRAIN_SIZE, val_size: i
     return pool[val_size: val_size + train_size], pool[:val_size]
 
 
+def affordable_val_size(val_size: int, budget: int, predictors: int) -> int:
+    """The validation size a budget of `budget` calls can rank with: at most `VALIDATION_PASSES` passes."""
+    return max(1, min(val_size, budget // (VALIDATION_PASSES * max(1, predictors))))
+
+
 def default_run_dir(task: Task, optimizer: str, settings: dict[str, Any], cache_dir: Path | None) -> Path:
     """A run directory named by what is compiled, so an identical compile finds (and resumes) its run."""
     key = json.dumps({"task": task.name, "optimizer": optimizer, **settings}, sort_keys=True, default=str)
@@ -53,6 +62,8 @@ def default_run_dir(task: Task, optimizer: str, settings: dict[str, Any], cache_
 def compile_task(task: Task, optimizer: str, *, budget: int, seed: int = 0, run_dir: str | Path | None = None,
                  train_size: int = DEFAULT_TRAIN_SIZE, val_size: int = DEFAULT_VAL_SIZE,
                  cache_dir: Path | None = None, progress: bool | None = None, **options: Any) -> CompileOutcome:
+    asked_val_size = val_size
+    val_size = affordable_val_size(val_size, budget, len(task.program().named_predictors()))
     train, val = task_splits(task, train_size=train_size, val_size=val_size, seed=seed)
     lm = dspy.settings.lm
     opt_lm = options.get("optimizer_model") or optimizer_lm()
@@ -73,4 +84,7 @@ def compile_task(task: Task, optimizer: str, *, budget: int, seed: int = 0, run_
     summary = {"task": task.name, "optimizer": optimizer, "seed": seed, "train_size": len(train),
                "val_size": len(val), **getattr(teleprompter, "summary", {})}
     summary.setdefault("run_dir", str(directory))
+    if val_size < asked_val_size:
+        summary["val_size_note"] = (f"validation capped at {val_size} of {asked_val_size} examples so that a budget "
+                                    f"of {budget} calls pays for {VALIDATION_PASSES} passes over it")
     return CompileOutcome(program, summary)
