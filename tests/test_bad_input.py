@@ -158,11 +158,16 @@ def test_cli_eval_names_the_over_long_row(fake_gguf, tmp_path, capsys):
     test = _write_rows(tmp_path / "yn.test.jsonl", [{"input": "yes", "output": "yes"},
                                                     {"id": "row-7", "input": "word " * 100, "output": "no"}])
     model = dspy.settings.lm.model
-    code = main(["eval", "--train", str(train), "--test", str(test), "--model", model, "--threads", "1"])
+    argv = ["eval", "--train", str(train), "--test", str(test), "--model", model, "--threads", "1"]
+    code = main([*argv, "--allow-errors"])
     out = capsys.readouterr().out
     assert code == 0 and "score 0.500 over 2 examples" in out and "parse failures 0, other errors 1" in out
     assert "first failure: example row-7: the prompt is" in out and "holds 64" in out
     assert "litellm" not in out and "Exception" not in out
+    # without --allow-errors the failed row is an error, not a wrong answer: exit 1, one line saying so
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "1 of 2 examples ended in an error" in err and "holds 64" in err and err.count("\n") == 1
 
 
 def test_cli_run_reports_the_over_long_input_on_its_line(fake_gguf, tmp_path, capsys):
@@ -332,11 +337,12 @@ def test_cli_eval_reports_the_over_long_row(tmp_path, capsys):
     train = _write_rows(tmp_path / "yn.train.jsonl",
                         [{"input": "yes", "output": "yes"}, {"input": "no", "output": "no"}])
     test = _write_rows(tmp_path / "yn.test.jsonl", [{"id": "huge", "input": "word " * 20_000, "output": "yes"}])
-    code = main(["eval", "--train", str(train), "--test", str(test), "--cache-dir", str(tmp_path / "cache")])
+    code = main(["eval", "--train", str(train), "--test", str(test), "--cache-dir", str(tmp_path / "cache"),
+                 "--allow-errors"])
     out = capsys.readouterr().out
     assert code == 0
     assert "score 0.000 over 1 examples" in out and "other errors 1" in out
     assert "first failure: example huge: the prompt is" in out and "holds 4096" in out
     code = main(["eval", "--train", str(train), "--test", str(test), "--json", "--cache-dir", str(tmp_path / "c2")])
-    summary = json.loads(capsys.readouterr().out)
-    assert code == 0 and summary["errors"] == 1 and summary["n"] == 1 and summary["score"] == 0.0
+    summary = json.loads(capsys.readouterr().out)  # printed, and the exit says the row was an error
+    assert code == 1 and summary["errors"] == 1 and summary["n"] == 1 and summary["score"] == 0.0
