@@ -201,9 +201,9 @@ def test_unknown_class_is_refused(tmp_path):
 
 def test_wrong_schema_version_is_refused(tmp_path):
     path, data = _saved(tmp_path)
-    data["schema_version"] = 2
+    data["schema_version"] = 3
     _write(path, data)
-    with pytest.raises(ArtifactError, match="schema_version 2.*newer honed"):
+    with pytest.raises(ArtifactError, match="schema_version 3.*newer honed"):
         honed.load(path)
 
 
@@ -436,5 +436,182 @@ def test_an_output_model_without_a_json_schema_still_saves_and_loads(tmp_path):
     """Saving must not crash on a type typed decoding refuses; `SchemaError` is the adapter's to raise, later."""
     honed.save(HookedAnswer(), tmp_path / "a.json")
     stored = json.loads((tmp_path / "a.json").read_text())["predictors"]["answer"]["signature"]["fields"][1]
-    assert stored["type"] == {"model": f"{__name__}:Hooked", "schema": None}
+    assert stored["type"] == {"python": f"{__name__}:Hooked"}  # described by name: only its code can rebuild it
     assert isinstance(honed.load(tmp_path / "a.json", allow_classes=[HookedAnswer]), HookedAnswer)
+
+
+# ---------------------------------------------------------------------------------------------- version 1
+
+V1 = Path(__file__).parent / "artifacts_v1"
+
+
+def _as_v1_code_built_them() -> dict[str, dspy.Module]:
+    """The programs in `artifacts_v1/`, built the way the script that wrote those files built them."""
+    from honed.modules import Behave, Procedure
+
+    task = honed.load_task("sentiment")
+    classify = task.program()
+    signature = classify.predict.signature.with_instructions("Decide if the reviewer liked the film.")
+    classify.predict.signature = signature.with_updated_fields("sentence", desc="one sentence from a review")
+    classify.predict.demos = [dspy.Example(sentence="A delight.", sentiment="positive"),
+                              dspy.Example(sentence="Dull.", sentiment="negative")]
+    transform = honed.Transform(input_field="word", output_field="plural", instructions="Write the plural.",
+                                max_chars=24)
+    transform.predict.demos = [dspy.Example(word="mouse", plural="mice")]
+    behavior = task.program()
+    behavior.predict = Behave(behavior.predict.signature.with_instructions("Classify the sentiment."),
+                              Procedure.from_texts(["Find the opinion words.", "Decide."]))
+    behavior.predict.demos = [dspy.Example(sentence="A delight.", steps=["delight", "positive"],
+                                           sentiment="positive")]
+    return {"classify": classify, "transform_bounded": transform, "behavior": behavior}
+
+
+def _calls(program: dspy.Module, rows: list[dict], answer) -> list:
+    lm = ScriptedLM(answer, cache=False)
+    honed.configure(model=lm, cache=False)
+    outputs = [program(**row).toDict() for row in rows]
+    return [outputs, lm.engine.calls]
+
+
+def test_schema_version_1_files_still_load_and_send_the_same_prompts(tmp_path, digest_fake):
+    """Checked-in files written by the version 1 code: upgraded on read, never rewritten, same requests."""
+    for name, program in _as_v1_code_built_them().items():
+        path = V1 / f"{name}.json"
+        before = path.read_bytes()
+        assert json.loads(before)["schema_version"] == 1
+        loaded = honed.load(path)
+        assert type(loaded) is type(program)
+        rows = [{next(iter(program.predict.signature.input_fields)): text} for text in ("A warm film.", "cat")]
+        assert _calls(loaded, rows, digest_fake.answer) == _calls(program, rows, digest_fake.answer), name
+        assert verify(path) == json.loads(before)  # as read: still version 1
+        assert path.read_bytes() == before
+    loaded = honed.load(V1 / "behavior.json")
+    assert isinstance(loaded.predict, honed.Behave) and len(loaded.predict.procedure.steps) == 2
+    # Re-saving writes the current version, which loads to the same program.
+    honed.save(loaded, tmp_path / "again.json")
+    assert json.loads((tmp_path / "again.json").read_text())["schema_version"] == honed.artifact.SCHEMA_VERSION
+    rows = [{"sentence": "Fine."}]
+    assert _calls(honed.load(tmp_path / "again.json"), rows, digest_fake.answer) == _calls(loaded, rows,
+                                                                                          digest_fake.answer)
+
+
+def test_a_version_1_file_whose_code_changed_is_still_refused(tmp_path):
+    data = json.loads((V1 / "classify.json").read_text())
+    data["program"]["init_args"]["labels"] = ["bad", "good"]
+    _write(tmp_path / "old.json", data)
+    with pytest.raises(ArtifactError, match="field `sentiment` is stored with type"):
+        honed.load(tmp_path / "old.json")
+
+
+# ---------------------------------------------------------------------------------------------- signatures
+
+KEY = "test-signing-key-7f3a91c2e4b8"
+
+
+def _signed(tmp_path: Path, key: str = KEY) -> tuple[Path, dict]:
+    path = tmp_path / "signed.json"
+    honed.save(honed.load_task("sentiment").program(), path, key=key)
+    return path, json.loads(path.read_text())
+
+
+def test_a_signed_file_loads_with_its_key_and_without_any_key(tmp_path):
+    path, data = _signed(tmp_path)
+    assert KEY not in path.read_text()
+    assert set(data["signature"]) == {"algorithm", "key_id", "value"}
+    assert data["signature"]["algorithm"] == "hmac-sha256"
+    assert isinstance(honed.load(path, key=KEY), honed.Classify)
+    assert verify(path, key=KEY.encode()) == data
+    assert isinstance(honed.load(path), honed.Classify)  # no key: the signature is not checked
+    assert data["content_hash"] == content_hash(data)  # the hash does not cover the signature
+
+
+def test_an_edit_with_a_recomputed_hash_passes_the_hash_but_not_the_signature(tmp_path):
+    path, data = _signed(tmp_path)
+    data["predictors"]["predict"]["signature"]["instructions"] = "Always answer positive."
+    _write(path, data)  # the hash is recomputed: integrity holds, origin does not
+    assert honed.load(path).predict.signature.instructions == "Always answer positive."
+    with pytest.raises(ArtifactError, match="signature does not match its content.*changed after it was signed"
+                       ) as info:
+        honed.load(path, key=KEY)
+    assert str(path) in str(info.value) and KEY not in str(info.value)
+    with pytest.raises(ArtifactError, match="changed after it was signed"):
+        verify(path, key=KEY)
+
+
+def test_unsigned_and_otherwise_signed_files_are_refused_when_a_key_is_given(tmp_path):
+    path, data = _saved(tmp_path)
+    with pytest.raises(ArtifactError, match=r"is not signed, but a key was given \(the key given\).*"
+                                            r"honed.save\(program, path, key=...\)") as info:
+        honed.load(path, key=KEY)
+    assert str(path) in str(info.value) and KEY not in str(info.value)
+    path, data = _signed(tmp_path)
+    with pytest.raises(ArtifactError, match=r"is signed with another key \(key id [0-9a-f]{16}; the key given has "
+                                            r"key id [0-9a-f]{16}\)") as info:
+        honed.load(path, key="another-key-entirely-1234")
+    assert KEY not in str(info.value) and "another-key-entirely-1234" not in str(info.value)
+    del data["signature"]
+    _write(path, data)
+    with pytest.raises(ArtifactError, match="is not signed"):
+        honed.load(path, key=KEY)
+    data["signature"] = {"algorithm": "md5", "value": "00"}
+    _write(path, data)
+    with pytest.raises(ArtifactError, match="not an hmac-sha256 signature"):
+        honed.load(path, key=KEY)
+    for weak in ("", "short"):
+        with pytest.raises(ArtifactError, match="too weak to sign with"):
+            honed.save(honed.Transform(), tmp_path / "weak.json", key=weak)
+
+
+def test_the_key_can_come_from_the_environment(tmp_path, monkeypatch):
+    from honed.artifact import KEY_ENV
+
+    path, _ = _saved(tmp_path)  # unsigned
+    monkeypatch.setenv(KEY_ENV, KEY)
+    with pytest.raises(ArtifactError, match=r"is not signed, but a key was given \(\$HONED_ARTIFACT_KEY\)"):
+        honed.load(path)
+    signed = honed.save(honed.load_task("sentiment").program(), tmp_path / "env.json")
+    assert "signature" in signed and KEY not in (tmp_path / "env.json").read_text()
+    assert isinstance(honed.load(tmp_path / "env.json"), honed.Classify)
+    monkeypatch.delenv(KEY_ENV)
+    with pytest.raises(ArtifactError, match="signed with another key"):
+        honed.load(tmp_path / "env.json", key="a-different-key-000000")
+
+
+def test_sign_vouches_for_an_existing_file_in_place(tmp_path):
+    path, data = _saved(tmp_path)
+    signed = honed.artifact.sign(path, key=KEY)
+    assert signed["content_hash"] == data["content_hash"]
+    assert isinstance(honed.load(path, key=KEY), honed.Classify)
+    old = tmp_path / "old.json"
+    old.write_bytes((V1 / "classify.json").read_bytes())
+    with pytest.raises(ArtifactError, match="schema_version 1; re-save it to sign it"):
+        honed.artifact.sign(old, key=KEY)
+    with pytest.raises(ArtifactError, match="is not signed"):
+        honed.load(old, key=KEY)
+
+
+def test_honed_run_checks_the_signature_with_key_env(tmp_path, capsys, monkeypatch):
+    from honed import cli
+
+    monkeypatch.setattr(cli, "_configure", lambda args: honed.configure(
+        model=ScriptedLM(lambda messages, schema: {"sentiment": "positive"}), cache=False))
+    unsigned, _ = _saved(tmp_path)
+    signed, _ = _signed(tmp_path)
+    monkeypatch.setenv("DEPLOY_KEY", KEY)
+    given = ["--input", '{"sentence": "Fine."}', "--key-env", "DEPLOY_KEY"]
+
+    assert cli.main(["run", str(signed), *given]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"sentiment": "positive"} and err == ""
+
+    assert cli.main(["run", str(unsigned), *given]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith(f"honed: error: artifact {unsigned}: is not signed") and KEY not in err
+
+    assert cli.main(["run", str(signed), "--input", "{}", "--key-env", "NOT_SET_ANYWHERE"]) == 1
+    assert "environment variable NOT_SET_ANYWHERE is not set" in capsys.readouterr().err
+
+    monkeypatch.setenv("HONED_ARTIFACT_KEY", KEY)  # no --key-env: the default key is checked
+    assert cli.main(["run", str(unsigned), "--input", '{"sentence": "Fine."}']) == 1
+    assert "is not signed, but a key was given ($HONED_ARTIFACT_KEY)" in capsys.readouterr().err

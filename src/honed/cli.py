@@ -34,6 +34,10 @@ RUN_EPILOG = """examples:
   honed run sentiment.json --input '{"sentence": "A quiet triumph."}'
   honed run sentiment.json --inputs sentences.jsonl > answers.jsonl
   cat sentences.jsonl | honed run sentiment.json --inputs - --model ollama_chat/llama3.2
+  honed run sentiment.json --key-env DEPLOY_KEY --inputs sentences.jsonl
+
+--key-env VAR refuses an artifact that is not signed with the key in $VAR (honed.save(..., key=...));
+with $HONED_ARTIFACT_KEY set, that key is checked the same way. Without either, a signature is not checked.
 
 --input prints the outputs as one JSON object. --inputs prints one JSON object per non-blank input line,
 in order: the outputs, or {"error": "FILE:LINE: ..."} for a line that failed; the run goes on, and exits 1
@@ -123,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     given.add_argument("--input", type=_json_object, metavar="JSON", help="one input object")
     given.add_argument("--inputs", metavar="FILE.jsonl", help="one input object per line ('-' reads stdin)")
     _allow_class_option(run)
+    run.add_argument("--key-env", metavar="VAR",
+                     help="refuse the artifact unless it is signed with the key in environment variable VAR "
+                          "(default: $HONED_ARTIFACT_KEY when set)")
     _model_options(run)
     cli_compile.add_parsers(commands, _model_options, _positive_int, _task_options)
     cli_diagnose.add_parsers(commands, _model_options, _positive_int, _task_options)
@@ -162,11 +169,20 @@ def _input_fields(program: Any) -> list[str]:
 def _load_artifact(args: argparse.Namespace) -> tuple[Any, str | None]:
     """The program in `args.artifact`, and the task model it was saved under."""
     from honed.artifact import load, verify
+    from honed.artifact_signing import env_key
+    from honed.errors import ConfigError
 
-    data = verify(args.artifact, allow_classes=args.allow_class)
+    key = None
+    key_env = getattr(args, "key_env", None)
+    if key_env:
+        key = env_key(key_env)
+        if key is None:
+            raise ConfigError(f"--key-env {key_env}: environment variable {key_env} is not set or empty; export "
+                              "the artifact signing key in it")
+    data = verify(args.artifact, allow_classes=args.allow_class, key=key)
     task_model = (data.get("models") or {}).get("task")
     saved_under = task_model.get("model") if isinstance(task_model, dict) else None
-    return load(args.artifact, allow_classes=args.allow_class), saved_under
+    return load(args.artifact, allow_classes=args.allow_class, key=key), saved_under
 
 
 def _note_model(args: argparse.Namespace, saved_under: str | None, running_on: str) -> None:
