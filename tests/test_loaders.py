@@ -201,3 +201,18 @@ def test_bbh_accepts_a_bom_and_refuses_a_directory(tmp_path):
     assert read_bbh(path)[0]["output"] == "a"
     with pytest.raises(DatasetError, match="cannot be read"):
         read_bbh(tmp_path)
+
+
+def test_an_oversized_row_is_refused_while_reading_naming_its_line(tmp_path, monkeypatch):
+    """A huge line is refused before it is parsed (bounded memory), with file and line; one at the cap loads."""
+    import honed.programs.loaders as loaders
+
+    monkeypatch.setattr(loaders, "MAX_LINE_BYTES", 200)
+    ok = json.dumps({"input": "x" * 150, "output": "y"})
+    path = tmp_path / "big.jsonl"
+    path.write_text(ok + "\r\n" + json.dumps({"input": "x" * 5000, "output": "y"}) + "\n" + ok + "\n")
+    with pytest.raises(DatasetError, match=r"big.jsonl:2: is longer than 200 bytes; shorten the row"):
+        loaders.read_jsonl(path)
+    short = json.dumps({"input": "x", "output": "y"})
+    path.write_text(ok + "\r\n\n" + short + "\r" + short)
+    assert [r["id"] for r in loaders.read_jsonl(path)] == ["big-1", "big-3", "big-4"]
