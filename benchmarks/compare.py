@@ -46,6 +46,7 @@ from honed.compiling import affordable_val_size, compile_task, task_splits  # no
 from honed.config import current_cache  # noqa: E402
 from honed.evaluate import EvalReport, evaluate  # noqa: E402
 from honed.programs import Task, load_task, task_from_files  # noqa: E402
+from honed.runs import Run  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from paired_bootstrap import paired_difference  # noqa: E402
@@ -122,14 +123,11 @@ def first_compile_seconds(summary: dict[str, Any]) -> float | None:
     """How long the compile took in the run that wrote its ledger: the `elapsed_s` of the final record
     (a later rerun answered from the cache takes seconds and appends nothing, so this keeps the first
     run's time; it is seconds too when the ledger itself was written by a run from a warm cache)."""
-    from honed.optimizers import final_record, read_ledger
-    from honed.optimizers.ledger import LEDGER_FILE
-
     run_dir = summary.get("run_dir")
     if not run_dir:
         return None
-    final = final_record(read_ledger(Path(run_dir) / LEDGER_FILE))
-    return final.get("elapsed_s") if final else None
+    final = Run.open(run_dir).final
+    return final.elapsed_s if final else None
 
 
 # Rows that compile with another optimizer's name and options: row name -> (optimizer, options).

@@ -204,3 +204,73 @@ def test_behave_caps_max_tokens_by_procedure_length(cache_dir):
     behave(sentence="fine")
     assert lm.history[-1]["kwargs"]["max_tokens"] == behave.config["max_tokens"] < 512
     assert Behave(dspy.Signature("a -> b"), Procedure.from_texts(["x", "y"]), max_tokens=9).config["max_tokens"] == 9
+
+
+def mixed_world():
+    """test_behavior's world with repairs in turn: not JSON (a failed call), a useless rewrite, the fix."""
+    base, _ = world()
+    proposals = iter([None, "Answer carefully.", FIXED] * 50)
+
+    def answer(messages, schema):
+        if "action" not in schema["properties"]:
+            return base(messages, schema)
+        fix = next(proposals)
+        return "this is not JSON" if fix is None else {"action": "rewrite", "new_step": fix, "second_step": ""}
+
+    return answer
+
+
+def test_the_report_of_a_behavior_run_shows_its_procedure_demonstrations_departures_and_edits(cache_dir, tmp_path):
+    """The page of a run whose step edits held at rate 0.5: no claim cards, no raw JSON; the procedure's
+    steps, every demonstration, each round's departures, and each edit with its verdict."""
+    import html
+    import re
+
+    from honed.report import build_report
+
+    optimizer, _, ledger = compile_(mixed_world(), cache_dir, tmp_path / "run", edits_per_step=3)
+    assert optimizer.summary["verification_rate"] == 0.5 and optimizer.summary["edits"] == 2
+    page = build_report(tmp_path / "run")
+    assert "claims made" not in page and "No reflection (claim) records" not in page
+    assert 'id="other"' not in page and 'id="claims"' not in page  # nothing dumped as raw JSON
+    cost = page[page.index('id="cost"'):page.index("</section>", page.index('id="cost"'))]
+    assert "step edits made" in cost and "50.0%" in cost and "1 of 2 step edits held" in cost
+    behavior = page[page.index('id="behavior"'):page.index("</section>", page.index('id="behavior"'))]
+    procedure = behavior[:behavior.index("Demonstrations")]
+    assert all(html.escape(text) in procedure for text in DRAFT) and html.escape(FIXED) in procedure
+    demos = [r for r in ledger if r["kind"] == "demonstration"]
+    assert demos and all(f"<code>{r['step']}</code>" in behavior for r in demos)
+    assert behavior.count("taught</td>") == len(demos)
+    for observe in (r for r in ledger if r["kind"] == "observe"):
+        assert f"{observe['failures']} failed" in behavior and observe["departures"]
+    edits = [r for r in ledger if r["kind"] == "step_edit"]
+    edit_tables = behavior[:behavior.index("Optimizer-model calls that failed")]
+    rows = dict(re.findall(r"<tr><td><code>(step\d+/fix\d+)</code></td>(.*?)</tr>", edit_tables))
+    assert set(rows) == {e["step"] for e in edits}
+    verdicts = {v["edit_step"]: v for v in ledger if v["kind"] == "verify" and "edit_step" in v}
+    assert len(verdicts) == 2
+    for edit in edits:
+        verify = verdicts[edit["step"]]
+        assert html.escape(edit["new_step"]) in rows[edit["step"]]
+        assert f"{verify['fixed']}/{verify['claimed']}" in rows[edit["step"]]
+        assert ('class="badge ok">held<' if verify["held"] else 'class="badge bad">rejected<') in rows[edit["step"]]
+    assert sorted(v["held"] for v in verdicts.values()) == [False, True]
+    errors = [r for r in ledger if r["kind"] == "error"]
+    assert errors and all(f"<code>{r['step']}</code>" in behavior for r in errors)
+    following = page[page.index('id="following"'):]
+    assert "<th>s1</th>" in following and "<th>s2</th>" in following
+
+
+def test_records_name_what_they_belong_to_instead_of_the_step_id_saying_it(cache_dir, tmp_path):
+    """Each verification names its round and, for a repair, its step edit; each edit its round and number."""
+    _, _, ledger = compile_(mixed_world(), cache_dir, tmp_path / "run", edits_per_step=3)
+    assert all(r["schema_version"] == 2 for r in ledger)
+    edits = {r["step"]: r for r in ledger if r["kind"] == "step_edit"}
+    assert edits and all(r["step"] == f"step{r['round_no']}/fix{r['edit_no']}" for r in edits.values())
+    for verify in (r for r in ledger if r["kind"] == "verify"):
+        assert verify["step"].startswith(f"step{verify['round_no']}/verify/")
+        from_fix = verify["candidate"]["origin"].startswith("fix:")
+        assert ("edit_step" in verify) == from_fix and "claim_step" not in verify
+        if from_fix:
+            assert edits[verify["edit_step"]]["round_no"] == verify["round_no"]
+    assert {r["phase"] for r in ledger if r["kind"] == "validate"} >= {"seed", "step0"}

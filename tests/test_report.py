@@ -164,20 +164,34 @@ def test_an_artifact_reports_on_its_run_dir_or_alone(tmp_path, run_dir):
     assert "honed.programs.classify:Classify" in page and "<i>" not in page
 
 
+def _section(page: str, name: str) -> str:
+    start = page.index(f'id="{name}"')
+    return page[start:page.index("</section>", start)]
+
+
 def test_unknown_kinds_and_following_rates_render(tmp_path, run_dir):
+    """Records of another optimizer's kinds get that optimizer's section (hand-made, odd fields included);
+    only a kind this honed does not know is listed as written, escaped."""
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
     extra = [{"step": "b1/procedure", "kind": "procedure", "procedure": {"steps": ["<read>", "answer"]},
               "budget_used": 41, "paid_calls": 41, "elapsed_s": 0.7},
              {"step": "b1/following", "kind": "step_edit", "candidate": "abc123", "following": {"s1": 0.75, "s2": 0.1},
-              "budget_used": 42, "paid_calls": 42, "elapsed_s": 0.8}]
+              "budget_used": 42, "paid_calls": 42, "elapsed_s": 0.8},
+             {"step": "b1/probe", "kind": "probe", "note": "<probe> & more", "budget_used": 43, "paid_calls": 43,
+              "elapsed_s": 0.9}]
     with (run / "ledger.jsonl").open("a", encoding="utf-8") as handle:
         handle.writelines(json.dumps(r) + "\n" for r in extra)
     page = build_report(run / "ledger.jsonl")  # the ledger file itself names its run dir
     following = page[page.index('id="following"'):]
     assert "<th>s1</th>" in following and ">0.75<" in following and ">0.1<" in following
-    other = page[page.index('id="other"'):]
-    assert "procedure" in other and "step_edit" in other and "&lt;read&gt;" in other
+    behavior = _section(page, "behavior")
+    assert "procedure" in behavior.lower() and "&lt;read&gt;" in behavior and "<read>" not in page
+    assert "<code>b1/following</code>" in behavior  # the step edit is listed with the other edits
+    other = _section(page, "other")
+    assert "probe" in other and "&lt;probe&gt; &amp; more" in other and "<probe>" not in page
+    assert "step_edit" not in other and "b1/procedure" not in other  # known kinds are never dumped raw
+    assert "Reflections" in page and 'id="claims"' in page  # the run's own claims still show
 
 
 def test_an_interrupted_resumed_run_still_renders(tmp_path):

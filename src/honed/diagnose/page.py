@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from honed.errors import ConfigError
-from honed.report import _esc, _is_number, _kv_table, _page, _plain_text, _pre, _short, _table, write_page
+from honed.pages.html import esc, is_number, kv_table, page, plain_text, pre, short, table, write_page
 
 
 def build_diagnosis_report(result: Mapping[str, Any]) -> str:
@@ -17,10 +17,10 @@ def build_diagnosis_report(result: Mapping[str, Any]) -> str:
     if not isinstance(result, Mapping):
         raise ConfigError("a diagnosis result must be a JSON object")
     if result.get("diagnosis") == "reflection":
-        return _page(f"honed diagnosis: reflection of {result.get('optimizer')} on {result.get('task')}",
+        return page(f"honed diagnosis: reflection of {result.get('optimizer')} on {result.get('task')}",
                      _reflection_body(result))
     if result.get("diagnosis") == "following":
-        return _page(f"honed diagnosis: following in {result.get('run_dir')}", _following_body(result))
+        return page(f"honed diagnosis: following in {result.get('run_dir')}", _following_body(result))
     raise ConfigError(f"unknown diagnosis {result.get('diagnosis')!r}; expected 'reflection' or 'following'")
 
 
@@ -31,8 +31,8 @@ def write_diagnosis_report(result: Mapping[str, Any] | str | Path, out_html: str
             result = json.loads(Path(result).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ConfigError(f"{result}: cannot read the diagnosis JSON: {exc}") from None
-    page = build_diagnosis_report(result)  # type: ignore[arg-type]
-    return write_page(page, Path(out_html), "the diagnosis page")
+    text = build_diagnosis_report(result)  # type: ignore[arg-type]
+    return write_page(text, Path(out_html), "the diagnosis page")
 
 
 def _verdict(value: Any, yes: str = "yes", no: str = "no") -> str:
@@ -44,25 +44,25 @@ def _verdict(value: Any, yes: str = "yes", no: str = "no") -> str:
 
 
 def _rate_text(value: Any) -> str:
-    return f"{value:.0%}" if _is_number(value) else _esc(None)
+    return f"{value:.0%}" if is_number(value) else esc(None)
 
 
 def _interval_text(interval: Any) -> str:
     """' [27%, 73%]' under a rate: the rate of a dozen reflections means little without it."""
-    if isinstance(interval, list | tuple) and len(interval) == 2 and all(_is_number(v) for v in interval):
+    if isinstance(interval, list | tuple) and len(interval) == 2 and all(is_number(v) for v in interval):
         return f" [{interval[0]:.0%}, {interval[1]:.0%}]"
     return ""
 
 
 def _interval_label(result: Mapping[str, Any]) -> str | None:
     interval = result.get("interval") if isinstance(result.get("interval"), Mapping) else None
-    if not interval or not _is_number(interval.get("confidence")):
+    if not interval or not is_number(interval.get("confidence")):
         return None
     return f"{interval.get('method')} {interval['confidence']:.0%}"
 
 
 def _facts(items: Iterable[tuple[str, Any]]) -> str:
-    return "<div class=\"facts\">" + "".join(f"<span><b>{html.escape(k)}</b>{_esc(v)}</span>" for k, v in items) \
+    return "<div class=\"facts\">" + "".join(f"<span><b>{html.escape(k)}</b>{esc(v)}</span>" for k, v in items) \
         + "</div>"
 
 
@@ -94,28 +94,28 @@ def _reflection_body(result: Mapping[str, Any]) -> str:
                    else _verdict(p.get("identified"), "identified", "not identified"))
         rate = p.get("false_identification_rate") if decoy else p.get("identification_rate")
         interval = p.get("false_identification_interval") if decoy else p.get("identification_interval")
-        repeats = p.get("repeats") if _is_number(p.get("repeats")) else 1
+        repeats = p.get("repeats") if is_number(p.get("repeats")) else 1
         rows.append((
-            f"<a href=\"#plant-{_esc(plant.get('kind'))}\"><code>{_esc(plant.get('kind'))}</code></a>",
-            _esc(plant.get("description")),
-            (", ".join(f"<code>{_esc(k)}</code>" for k in p.get("keywords") or []) or _esc(None))
+            f"<a href=\"#plant-{esc(plant.get('kind'))}\"><code>{esc(plant.get('kind'))}</code></a>",
+            esc(plant.get("description")),
+            (", ".join(f"<code>{esc(k)}</code>" for k in p.get("keywords") or []) or esc(None))
             + ("<div class=\"muted\">decoy: chosen as a trigger would be, never used</div>" if decoy else ""),
-            f"{_esc(p.get('naming'))}/{_esc(p.get('reflection_count'))} ({_rate_text(rate)}"
+            f"{esc(p.get('naming'))}/{esc(p.get('reflection_count'))} ({_rate_text(rate)}"
             f"{html.escape(_interval_text(interval))})"
             f"<div class=\"muted\">{'false identification' if decoy else 'identification'} rate"
-            f"{', pooled over ' + _esc(repeats) + ' compiles' if repeats > 1 else ''}; from the "
-            f"{_esc(p.get('source'))}</div>",
+            f"{', pooled over ' + esc(repeats) + ' compiles' if repeats > 1 else ''}; from the "
+            f"{esc(p.get('source'))}</div>",
             verdict,
-            (f"{_esc(judge.get('naming'))}/{_esc(judge.get('verdicts'))} ({_rate_text(judge.get('rate'))}"
-             f"{html.escape(_interval_text(judge.get('interval')))})" if judge else _esc(None)),
-            f"{_esc(outputs.get('naming'))}/{_esc(outputs.get('reflections'))} ({_rate_text(outputs.get('rate'))})",
-            f"{_esc(compiled.get('baseline_val_score'))} → {_esc(compiled.get('val_score'))}"
+            (f"{esc(judge.get('naming'))}/{esc(judge.get('verdicts'))} ({_rate_text(judge.get('rate'))}"
+             f"{html.escape(_interval_text(judge.get('interval')))})" if judge else esc(None)),
+            f"{esc(outputs.get('naming'))}/{esc(outputs.get('reflections'))} ({_rate_text(outputs.get('rate'))})",
+            f"{esc(compiled.get('baseline_val_score'))} → {esc(compiled.get('val_score'))}"
             + ("<div class=\"muted\">first compile</div>" if repeats > 1 else ""),
-            f"{_esc(calls.get('lm_calls'))} <span class=\"muted\">(optimizer {_esc(calls.get('optimizer_calls'))})"
+            f"{esc(calls.get('lm_calls'))} <span class=\"muted\">(optimizer {esc(calls.get('optimizer_calls'))})"
             "</span>",
         ))
     summary = ("<section id=\"summary\"><h2>Summary</h2>"
-               + _table(("plant", "planted cause", "keywords", "naming / reflections [interval]", "verdict", "judge",
+               + table(("plant", "planted cause", "keywords", "naming / reflections [interval]", "verdict", "judge",
                          "all optimizer outputs", "validation seed → final", "model calls"), rows)
                + "</section>")
     sections = [header, summary]
@@ -130,22 +130,22 @@ def _reflection_body(result: Mapping[str, Any]) -> str:
         reflections = [r for r in p.get("reflections") or [] if isinstance(r, Mapping)]
         per_repeat = [r for r in p.get("per_repeat") or [] if isinstance(r, Mapping)]
         pooled = len(per_repeat) > 1
-        r_rows = [(_esc(i), *((_esc(r.get("repeat")),) if pooled else ()), _esc(r.get("kind")),
-                   f"<code>{_esc(r.get('step'))}</code>",
-                   _pre(_plain_text(r.get("text"))) + (f"<div class=\"muted\">{_esc(r.get('chars'))} characters in "
+        r_rows = [(esc(i), *((esc(r.get("repeat")),) if pooled else ()), esc(r.get("kind")),
+                   f"<code>{esc(r.get('step'))}</code>",
+                   pre(plain_text(r.get("text"))) + (f"<div class=\"muted\">{esc(r.get('chars'))} characters in "
                                                        "full</div>" if (r.get("chars") or 0) > len(
                                                            str(r.get("text") or "")) else ""),
-                   ", ".join(f"<code>{_esc(k)}</code>" for k in r.get("keyword_hits") or []) or _esc(None),
+                   ", ".join(f"<code>{esc(k)}</code>" for k in r.get("keyword_hits") or []) or esc(None),
                    _verdict(r.get("named"), "names it", "does not"), _verdict(r.get("judge"), "names it", "does not"))
                   for i, r in enumerate(reflections, start=1)]
-        table = (_table(("#", *(("compile",) if pooled else ()), "kind", "step", "reflection", "keyword hits",
-                         "keyword verdict", "judge"), r_rows)
-                 if r_rows else "<p class=\"muted\">The optimizer made no reflection on this task.</p>")
-        sections.append(f"<section id=\"plant-{_esc(plant.get('kind'))}\"><h2>Plant <code>{_esc(plant.get('kind'))}"
-                        f"</code></h2><p>{_esc(plant.get('description'))}</p>"
-                        f"<details><summary>Plant and compile details</summary>{_kv_table(facts)}</details>"
+        listing = (table(("#", *(("compile",) if pooled else ()), "kind", "step", "reflection", "keyword hits",
+                           "keyword verdict", "judge"), r_rows)
+                   if r_rows else "<p class=\"muted\">The optimizer made no reflection on this task.</p>")
+        sections.append(f"<section id=\"plant-{esc(plant.get('kind'))}\"><h2>Plant <code>{esc(plant.get('kind'))}"
+                        f"</code></h2><p>{esc(plant.get('description'))}</p>"
+                        f"<details><summary>Plant and compile details</summary>{kv_table(facts)}</details>"
                         + (_repeats_table(per_repeat) if pooled else "") +
-                        f"<h3>Reflections ({len(reflections)})</h3>{table}</section>")
+                        f"<h3>Reflections ({len(reflections)})</h3>{listing}</section>")
     return "\n".join(sections)
 
 
@@ -163,19 +163,19 @@ def _repeats_table(per_repeat: list[Mapping[str, Any]]) -> str:
     rows = []
     for r in per_repeat:
         calls = r.get("calls") if isinstance(r.get("calls"), Mapping) else {}
-        rows.append((_esc(r.get("repeat")), _esc(r.get("seed")),
-                     f"{_esc(r.get('naming'))}/{_esc(r.get('reflection_count'))} ({_rate_text(r.get('rate'))})",
-                     f"{_esc(r.get('baseline_val_score'))} → {_esc(r.get('val_score'))}", _esc(r.get("stop_reason")),
-                     _esc(calls.get("lm_calls")), f"<code>{_esc(r.get('run_dir'))}</code>"))
+        rows.append((esc(r.get("repeat")), esc(r.get("seed")),
+                     f"{esc(r.get('naming'))}/{esc(r.get('reflection_count'))} ({_rate_text(r.get('rate'))})",
+                     f"{esc(r.get('baseline_val_score'))} → {esc(r.get('val_score'))}", esc(r.get("stop_reason")),
+                     esc(calls.get("lm_calls")), f"<code>{esc(r.get('run_dir'))}</code>"))
     return (f"<h3>Compiles ({len(per_repeat)})</h3>"
-            + _table(("compile", "compile seed", "naming / reflections", "validation: seed program → final", "stopped",
+            + table(("compile", "compile seed", "naming / reflections", "validation: seed program → final", "stopped",
                       "model calls", "run directory"), rows))
 
 
 def _following_body(result: Mapping[str, Any]) -> str:
     settings = result.get("settings") if isinstance(result.get("settings"), Mapping) else {}
     header = ("<header><h1>honed diagnosis: do accepted refinements change what the target does?</h1>"
-              f"<div class=\"sub\">Run directory <code>{_esc(result.get('run_dir'))}</code>. Each refinement was "
+              f"<div class=\"sub\">Run directory <code>{esc(result.get('run_dir'))}</code>. Each refinement was "
               "verified on the examples it targets (all wrong under its parent) and on passing examples re-run as a "
               "regression check; the counts are the ledger's.</div>"
               + _facts([("optimizer", result.get("optimizer")),
@@ -183,7 +183,7 @@ def _following_body(result: Mapping[str, Any]) -> str:
                         ("finished", result.get("finished"))]) + "</header>")
     parts = [header]
     if result.get("note"):
-        parts.append(f"<p class=\"muted\">{_esc(result.get('note'))}</p>")
+        parts.append(f"<p class=\"muted\">{esc(result.get('note'))}</p>")
     if result.get("supported", True):
         parts.append(changed_as_intended_section(result))
     rows = []
@@ -192,35 +192,35 @@ def _following_body(result: Mapping[str, Any]) -> str:
             continue
         about = r.get("about") if isinstance(r.get("about"), Mapping) else {}
         if r.get("kind") == "claim":
-            what = (f"<b>cause:</b> {_esc(about.get('cause'))}"
-                    f"<div><b>instruction:</b> {_esc(about.get('new_instruction'))}</div>")
+            what = (f"<b>cause:</b> {esc(about.get('cause'))}"
+                    f"<div><b>instruction:</b> {esc(about.get('new_instruction'))}</div>")
         else:
-            what = ", ".join(f"<b>{_esc(k)}:</b> {_esc(v)}" for k, v in about.items()
+            what = ", ".join(f"<b>{esc(k)}:</b> {esc(v)}" for k, v in about.items()
                              if k not in ("following_before", "following_after") and v not in (None, ""))
         following = ""
         if "following_before" in about:
             following = f"{_rate_text(about.get('following_before'))} → {_rate_text(about.get('following_after'))}"
         examples = r.get("examples") if isinstance(r.get("examples"), Mapping) else {}
-        rows.append((f"<code>{_esc(r.get('step'))}</code>", _esc(r.get("kind")), _esc(r.get("origin")), what,
-                     f"{_esc(r.get('fixed'))} fixed, {_esc(r.get('still_wrong'))} still wrong of "
-                     f"{_esc(r.get('targeted'))}{_ids(examples, 'fixed', 'still_wrong')}",
-                     f"{_esc(r.get('still_right'))} still right, {_esc(r.get('broken'))} broken of "
-                     f"{_esc(r.get('checked_passing'))}{_ids(examples, 'broken')}",
+        rows.append((f"<code>{esc(r.get('step'))}</code>", esc(r.get("kind")), esc(r.get("origin")), what,
+                     f"{esc(r.get('fixed'))} fixed, {esc(r.get('still_wrong'))} still wrong of "
+                     f"{esc(r.get('targeted'))}{_ids(examples, 'fixed', 'still_wrong')}",
+                     f"{esc(r.get('still_right'))} still right, {esc(r.get('broken'))} broken of "
+                     f"{esc(r.get('checked_passing'))}{_ids(examples, 'broken')}",
                      _rate_text(r.get("intended_rate")), _verdict(r.get("accepted"), "accepted", "rejected"),
-                     _verdict(r.get("in_final")), following or _esc(None)))
+                     _verdict(r.get("in_final")), following or esc(None)))
     if rows:
         parts.append("<section id=\"refinements\"><h2>Refinements</h2>"
-                     + _table(("step", "kind", "origin", "what it changed", "targeted examples", "passing examples",
+                     + table(("step", "kind", "origin", "what it changed", "targeted examples", "passing examples",
                                "intended rate", "verdict", "in final", "edited step followed (before → after)"), rows)
                      + "</section>")
     following = [f for f in result.get("following") or [] if isinstance(f, Mapping)]
     if following:
         steps = list(dict.fromkeys(k for f in following if isinstance(f.get("rates"), Mapping) for k in f["rates"]))
-        f_rows = [[f"<code>{_esc(f.get('step'))}</code>", _short(f.get("candidate")),
+        f_rows = [[f"<code>{esc(f.get('step'))}</code>", short(f.get("candidate")),
                    *[_rate_text((f.get("rates") or {}).get(s)) for s in steps]] for f in following]
         parts.append("<section id=\"following\"><h2>Per-step following rates</h2><p class=\"muted\">Share of the "
                      "observed runs in which the target's step output matched the reference execution's.</p>"
-                     + _table(("observed at", "candidate", *[str(s) for s in steps]), f_rows) + "</section>")
+                     + table(("observed at", "candidate", *[str(s) for s in steps]), f_rows) + "</section>")
     return "\n".join(parts)
 
 
@@ -231,19 +231,19 @@ def changed_as_intended_section(result: Mapping[str, Any]) -> str:
     t_rows = []
     for label, key in (("accepted (held)", "accepted"), ("all verified", "all")):
         t = totals.get(key) if isinstance(totals.get(key), Mapping) else {}
-        t_rows.append((html.escape(label), _esc(t.get("refinements")), _esc(t.get("targeted")), _esc(t.get("fixed")),
-                       _esc(t.get("still_wrong")), _esc(t.get("checked_passing")), _esc(t.get("still_right")),
-                       _esc(t.get("broken")), _rate_text(t.get("intended_rate")), _esc(t.get("in_final"))))
+        t_rows.append((html.escape(label), esc(t.get("refinements")), esc(t.get("targeted")), esc(t.get("fixed")),
+                       esc(t.get("still_wrong")), esc(t.get("checked_passing")), esc(t.get("still_right")),
+                       esc(t.get("broken")), _rate_text(t.get("intended_rate")), esc(t.get("in_final"))))
     return ("<section id=\"totals\"><h2>Changed as intended</h2><p>Did the refinements change what the target "
             "does? Intended rate = targeted examples fixed / targeted examples (<code>honed diagnose following"
             "</code> lists them one by one).</p>"
-            + _table(("refinements", "count", "targeted", "fixed", "still wrong", "passing re-run",
+            + table(("refinements", "count", "targeted", "fixed", "still wrong", "passing re-run",
                       "still right", "broken", "intended rate", "in the final program"), t_rows)
             + "</section>")
 
 
 def _ids(examples: Mapping[str, Any], *keys: str) -> str:
     """Which examples a refinement fixed, left wrong or broke, by id (ledgers that record them)."""
-    parts = [f"{key.replace('_', ' ')}: {', '.join(_esc(i) for i in examples[key])}"
+    parts = [f"{key.replace('_', ' ')}: {', '.join(esc(i) for i in examples[key])}"
              for key in keys if isinstance(examples.get(key), list) and examples[key]]
     return f"<div class=\"muted\">{'; '.join(parts)}</div>" if parts else ""

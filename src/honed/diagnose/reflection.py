@@ -29,14 +29,14 @@ import dspy
 
 from honed.compiling import DEFAULT_TRAIN_SIZE, DEFAULT_VAL_SIZE, CompileOutcome, compile_task
 from honed.diagnose.capture import OptimizerCapture, capture_optimizer_model
-from honed.diagnose.extract import LEDGER_OPTIMIZERS, ledger_reflections
+from honed.diagnose.extract import ledger_reflections
 from honed.diagnose.judge import Judge
 from honed.diagnose.plants import PLANT_KINDS, Plant, PlantError, plant
 from honed.diagnose.scoring import TEXT_LIMIT, EchoStripper, ScoredReflection, score
 from honed.errors import ConfigError
-from honed.optimizers.ledger import LEDGER_FILE, read_ledger
 from honed.optimizers.registry import OPTIMIZERS
 from honed.programs.tasks import Task
+from honed.runs import Run
 
 SCHEMA = "honed.diagnose.reflection/1"
 _COMPILE_KEYS = ("baseline_val_score", "val_score", "verification_rate", "claims", "claims_held", "edits",
@@ -133,9 +133,10 @@ def _score_repeat(planted: Task, record: Plant, optimizer: str, repeat: tuple[in
     stripper = EchoStripper(str(e[planted.input_field]) for e in planted.train)
     run_dir = Path(outcome.summary["run_dir"])
     captured, task_answers = capture.reflections(_output_fields(planted))
-    if optimizer in LEDGER_OPTIMIZERS:
+    run = Run.open(run_dir)
+    if run.dspy_optimizer is None:  # honed's own optimizers write their reflections into the ledger
         source = "ledger"
-        raw = ledger_reflections(read_ledger(run_dir / LEDGER_FILE))
+        raw = ledger_reflections(run.records)
     else:
         source = "optimizer_model"
         raw = [("response", label, text) for label, text in captured]

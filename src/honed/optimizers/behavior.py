@@ -41,6 +41,15 @@ from honed.optimizers.run import CompileRun, open_compile
 from honed.optimizers.search import CandidateSearch
 from honed.optimizers.significance import DEFAULT_SIGNIFICANCE, check_significance
 from honed.programs.metrics import normalize
+from honed.runs.records import (
+    Demonstration,
+    DraftedProcedure,
+    ErrorRecord,
+    Final,
+    Observe,
+    ReferenceDemonstration,
+    StepEdit,
+)
 from honed.signatures.behavior import DraftProcedure, FixStep, reference_signature
 
 _WORD = re.compile(r"\w+")
@@ -162,7 +171,7 @@ class _BehaviorCompile(CandidateSearch):
         except Exception as exc:
             if not _recoverable(exc):
                 raise
-            self.log(ledger_step, kind="error", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+            self.log(ErrorRecord(step=ledger_step, error=f"{type(exc).__name__}: {exc}".splitlines()[0]))
             return None
 
     def describe_inputs(self, example: dspy.Example) -> str:
@@ -190,7 +199,7 @@ class _BehaviorCompile(CandidateSearch):
         else:
             origin = "drafted"
         procedure = Procedure.from_texts(texts, strict=not self.opt.demonstrations)
-        self.log("draft", kind="procedure", origin=origin, procedure=procedure.model_dump(mode="json"))
+        self.log(DraftedProcedure(step="draft", origin=origin, procedure=procedure.model_dump(mode="json")))
         return procedure
 
     # -- 1. demonstrations ---------------------------------------------------------------------------
@@ -211,9 +220,10 @@ class _BehaviorCompile(CandidateSearch):
                 result = run_example(teacher, self.run.metric, example)
             self.run.tick()
             ok = result.prediction is not None and result.score >= 1.0
-            self.log(f"demo/{index}", kind="demonstration", example=example_id(example, -1), accepted=ok,
-                     steps=list(getattr(result.prediction, STEPS_FIELD, []) or []) if result.prediction else None,
-                     error=result.error)
+            self.log(Demonstration(
+                step=f"demo/{index}", example=example_id(example, -1), accepted=ok,
+                steps=list(getattr(result.prediction, STEPS_FIELD, []) or []) if result.prediction else None,
+                error=result.error))
             if ok:
                 self.demos_accepted += 1
                 accepted.append(self.worked_demo(example, list(result.prediction[STEPS_FIELD]),
@@ -223,8 +233,8 @@ class _BehaviorCompile(CandidateSearch):
                 rejected.append(example)
         for index, example in enumerate(rejected[: self.opt.max_demos - len(accepted)]):
             steps = self.reference_steps(f"demo/reference/{index}", procedure, example)
-            self.log(f"demo/reference/{index}", kind="reference_demonstration", example=example_id(example, -1),
-                     accepted=steps is not None, steps=steps)
+            self.log(ReferenceDemonstration(step=f"demo/reference/{index}", example=example_id(example, -1),
+                                            accepted=steps is not None, steps=steps))
             if steps is not None:
                 self.demos_from_reference += 1
                 accepted.append(self.worked_demo(example, steps, self.gold_outputs(example)))
@@ -251,14 +261,14 @@ class _BehaviorCompile(CandidateSearch):
     # -- the loop ------------------------------------------------------------------------------------
     def execute(self) -> dspy.Module:
         seed = seed_candidate(self.student, self.by_id)
-        seed_val = self.val_score(seed, self.val, "seed/val")
+        seed_val = self.val_score(seed, self.val, "seed/val", "seed")
         if seed_val is None:
             raise ConfigError(f"budget {self.opt.budget} cannot pay for one validation pass "
                               f"({self.run.eval_cost(len(self.val))} calls); raise --budget or use a smaller valset")
         beam: list[tuple[Candidate, float]] = [(seed, seed_val)]
         procedure = self.draft()
         drafted = self.behavior_candidate(seed, procedure, self.demonstrate(procedure), "drafted")
-        drafted_val = self.val_score(drafted, self.val, "step0/val")
+        drafted_val = self.val_score(drafted, self.val, "step0/val", "step0")
         if drafted_val is not None:
             beam.append((drafted, drafted_val))
             beam.sort(key=lambda item: -item[1])
@@ -279,9 +289,9 @@ class _BehaviorCompile(CandidateSearch):
         else:
             self.stop_reason = "refinement_steps"
         best, best_val, gain = self.settle(beam, seed, seed_val)
-        self.log("final", kind="final", candidate=best.to_json(), val_score=best_val, baseline_val_score=seed_val,
-                 gain_over_seed=gain, step_scores=self.step_scores, following=self.following, edits=self.edits,
-                 edits_held=self.edits_held, stop_reason=self.stop_reason)
+        self.log(Final(step="final", candidate=best.to_json(), val_score=best_val, baseline_val_score=seed_val,
+                       gain_over_seed=gain, step_scores=self.step_scores, following=self.following, edits=self.edits,
+                       edits_held=self.edits_held, stop_reason=self.stop_reason))
         self.opt.summary = {
             "optimizer": self.opt.name, "demonstrations": self.opt.demonstrations,
             "baseline_val_score": seed_val, "val_score": best_val, "gain_over_seed": gain,
@@ -329,9 +339,9 @@ class _BehaviorCompile(CandidateSearch):
         observed = sum(r is not None for r in references)
         self.following = {step.id: (followed[step.id] / observed if observed else 0.0) for step in procedure.steps}
         failing = sum(len(v) for v in departures.values())
-        self.log(f"step{step_no}/observe", kind="observe", candidate=parent.id, n=len(results),
-                 failures=failing, following=self.following,
-                 departures={k: len(v) for k, v in departures.items()})
+        self.log(Observe(step=f"step{step_no}/observe", candidate=parent.id, n=len(results), failures=failing,
+                         following=self.following, departures={k: len(v) for k, v in departures.items()},
+                         round_no=step_no))
         if not departures:
             return True
         step_id = max(departures, key=lambda k: (len(departures[k]), -procedure.index(k)))
@@ -353,9 +363,10 @@ class _BehaviorCompile(CandidateSearch):
             if fix is not None:
                 self.edits += 1
                 new_procedure = self.apply_fix(procedure, step_id, fix)
-                self.log(f"step{step_no}/fix{edit_no}", kind="step_edit", step_id=step_id, action=fix.action,
-                         new_step=fix.new_step, second_step=fix.second_step,
-                         procedure=new_procedure.model_dump(mode="json") if new_procedure else None)
+                self.log(StepEdit(step=f"step{step_no}/fix{edit_no}", step_id=step_id, action=fix.action,
+                                  new_step=fix.new_step, second_step=fix.second_step,
+                                  procedure=new_procedure.model_dump(mode="json") if new_procedure else None,
+                                  round_no=step_no, edit_no=edit_no))
                 if new_procedure is not None:
                     demos = parent.predictors[self.target].worked_demos
                     candidates.append(self.behavior_candidate(parent, new_procedure, demos, f"fix:{fix.action}"))
@@ -373,8 +384,9 @@ class _BehaviorCompile(CandidateSearch):
                 if not self.run.budget.affords(verify_cost + self.rank_cost(len(admitted) + 1)):
                     break
                 self.seen.add(candidate.id)
+                from_edit = f"step{step_no}/fix{edit_no}" if candidate.origin.startswith("fix:") else None
                 verdict = self.verify(candidate, targeted, passing, f"step{step_no}/verify/{candidate.id}",
-                                      step_id=step_id)
+                                      round_no=step_no, edit_step=from_edit, step_id=step_id)
                 if verdict is None:
                     return False
                 if verdict:

@@ -48,6 +48,7 @@ from honed.optimizers.candidates import Candidate, PredictorState, example_id
 from honed.optimizers.ledger import RunLedger
 from honed.optimizers.run import CompileRun, model_settings, resolve_optimizer_lm
 from honed.optimizers.splits import content_hash, split_train_val
+from honed.runs.records import CandidateRecord, Final, OptimizerCall, Validate
 
 DSPY_OPTIMIZERS: dict[str, str] = {
     "labeled": "LabeledFewShot",
@@ -437,10 +438,6 @@ class DSPyOptimizer(Teleprompter):
         finally:
             run.close()
 
-    def _log(self, run: CompileRun, step: str, **record: Any) -> None:
-        run.ledger.append({"step": step, **record, "budget_used": run.budget.used, "paid_calls": run.paid_calls(),
-                           "elapsed_s": round(run.elapsed(), 2)})
-
     def _compile(self, run: CompileRun, student: dspy.Module, train: list[dspy.Example], val: list[dspy.Example],
                  hp: dict[str, Any], opt_lm: dspy.BaseLM) -> dspy.Module:
         budget = run.budget
@@ -454,8 +451,8 @@ class DSPyOptimizer(Teleprompter):
                               f"({run.eval_cost(len(val))} calls); raise --budget or use a smaller valset")
         seed_report = run.evaluate(seed_program, val)
         seed_val = seed_report.score
-        self._log(run, "seed/val", kind="validate", candidate=seed.id, n=seed_report.n, score=seed_val)
-        self._log(run, "seed", kind="candidate", candidate=seed.to_json(), val_score=seed_val)
+        run.log(Validate(step="seed/val", candidate=seed.id, n=seed_report.n, score=seed_val, phase="seed"))
+        run.log(CandidateRecord(step="seed", candidate=seed.to_json(), val_score=seed_val))
 
         # 2. DSPy's optimizer, holding back one validation pass for step 3.
         reserve = run.eval_cost(len(val))
@@ -491,11 +488,12 @@ class DSPyOptimizer(Teleprompter):
             stop_reason = "completed"
         optimized = _graft(seed_program, result) if result is not None else None
         candidate = _describe(optimized, known, f"dspy:{self.kind}", seed.id) if optimized is not None else None
-        self._log(run, "optimizer", kind="optimizer", optimizer=self.kind, dspy_optimizer=DSPY_OPTIMIZERS[self.kind],
-                  status="finished" if stop_reason == "completed" else "stopped", stop_reason=stop_reason,
-                  returned_program=candidate is not None, hyperparameters=hp,
-                  optimizer_requests=budget.used - used_before, wall_s=round(time.perf_counter() - started, 2),
-                  candidate=candidate.to_json() if candidate is not None else None)
+        run.log(OptimizerCall(step="optimizer", optimizer=self.kind, dspy_optimizer=DSPY_OPTIMIZERS[self.kind],
+                              status="finished" if stop_reason == "completed" else "stopped", stop_reason=stop_reason,
+                              returned_program=candidate is not None, hyperparameters=hp,
+                              optimizer_requests=budget.used - used_before,
+                              wall_s=round(time.perf_counter() - started, 2),
+                              candidate=candidate.to_json() if candidate is not None else None))
 
         # 3. DSPy's result on validation; never worse than the seed.
         optimized_val: float | None = None
@@ -514,7 +512,8 @@ class DSPyOptimizer(Teleprompter):
                 stop_reason = "budget"
             else:
                 optimized_val = report.score
-                self._log(run, "final/val", kind="validate", candidate=candidate.id, n=report.n, score=optimized_val)
+                run.log(Validate(step="final/val", candidate=candidate.id, n=report.n, score=optimized_val,
+                                 phase="final"))
             final_eval_calls = run.paid_calls() - paid_before
         keep = optimized_val is not None and optimized_val >= seed_val
         if optimized is not None and optimized_val is not None and not keep:
@@ -524,9 +523,9 @@ class DSPyOptimizer(Teleprompter):
         program, final, final_val = (optimized, candidate, optimized_val) if keep else (seed_program, seed, seed_val)
         fell_back = not keep
 
-        self._log(run, "final", kind="final", candidate=final.to_json(), val_score=final_val,
-                  baseline_val_score=seed_val, optimizer_val_score=optimized_val, stop_reason=stop_reason,
-                  fell_back_to_seed=fell_back, note=note)
+        run.log(Final(step="final", candidate=final.to_json(), val_score=final_val, baseline_val_score=seed_val,
+                      optimizer_val_score=optimized_val, stop_reason=stop_reason, fell_back_to_seed=fell_back,
+                      note=note))
         self.summary = {
             "optimizer": self.kind, "dspy_optimizer": DSPY_OPTIMIZERS[self.kind],
             "baseline_val_score": seed_val, "val_score": final_val, "optimizer_val_score": optimized_val,

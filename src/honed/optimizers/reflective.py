@@ -30,6 +30,7 @@ from honed.optimizers.run import CompileRun, open_compile
 from honed.optimizers.search import CandidateSearch, result_id
 from honed.optimizers.significance import DEFAULT_SIGNIFICANCE, check_significance
 from honed.programs.metrics import normalize
+from honed.runs.records import CandidateRecord, Claim, Final, Minibatch
 from honed.signatures.reflect import ProposeFix
 
 
@@ -113,19 +114,19 @@ class _Compile(CandidateSearch):
     def execute(self) -> dspy.Module:
         seed = seed_candidate(self.student, self.by_id)
         self.seen.add(seed.id)
-        seed_val = self.val_score(seed, self.val, "seed/val")
+        seed_val = self.val_score(seed, self.val, "seed/val", "seed")
         if seed_val is None:
             raise ConfigError(f"budget {self.opt.budget} cannot pay for one validation pass "
                               f"({self.run.eval_cost(len(self.val))} calls); raise --budget or use a smaller valset")
-        self.log("seed", kind="candidate", candidate=seed.to_json(), val_score=seed_val)
+        self.log(CandidateRecord(step="seed", candidate=seed.to_json(), val_score=seed_val))
         beam: list[tuple[Candidate, float]] = [(seed, seed_val)]
         for round_no in range(1, self.opt.max_rounds + 1):
             if not self.round(round_no, beam):
                 break
             self.run.tick(round=round_no, best=f"{beam[0][1]:.3f}")
         best, best_val, gain = self.settle(beam, seed, seed_val)
-        self.log("final", kind="final", candidate=best.to_json(), val_score=best_val, baseline_val_score=seed_val,
-                 gain_over_seed=gain, claims=self.claims, claims_held=self.held, stop_reason=self.stop_reason)
+        self.log(Final(step="final", candidate=best.to_json(), val_score=best_val, baseline_val_score=seed_val,
+                       gain_over_seed=gain, claims=self.claims, claims_held=self.held, stop_reason=self.stop_reason))
         self.opt.summary = {
             "optimizer": self.opt.name, "baseline_val_score": seed_val, "val_score": best_val, "gain_over_seed": gain,
             "claims": self.claims, "claims_held": self.held,
@@ -147,8 +148,9 @@ class _Compile(CandidateSearch):
             return False
         failures = [r for r in results if r.score < 1.0]
         passing = [r for r in results if r.score >= 1.0]
-        self.log(f"r{round_no}/minibatch", kind="minibatch", candidate=parent.id, n=len(results),
-                 failures=len(failures), score=sum(r.score for r in results) / len(results))
+        self.log(Minibatch(step=f"r{round_no}/minibatch", candidate=parent.id, n=len(results),
+                           failures=len(failures), score=sum(r.score for r in results) / len(results),
+                           round_no=round_no))
         if not failures:
             return True
         target = self.target_predictor(failures)
@@ -165,7 +167,8 @@ class _Compile(CandidateSearch):
                 self.stop_reason = "budget"
                 return False
             step = f"r{round_no}/claim{claim_no}"
-            claim = self.reflect(parent, target, shown, step, self.sampling(round_no, claim_no))
+            claim = self.reflect(parent, target, shown, step, self.sampling(round_no, claim_no),
+                                 round_no=round_no, claim_no=claim_no)
             if claim is None:
                 continue
             self.claims += 1
@@ -175,7 +178,8 @@ class _Compile(CandidateSearch):
                 if candidate.id in self.seen:
                     continue
                 self.seen.add(candidate.id)
-                verdict = self.verify(candidate, cited, passing, f"{step}/verify/{candidate.id}")
+                verdict = self.verify(candidate, cited, passing, f"{step}/verify/{candidate.id}", round_no=round_no,
+                                      claim_step=step)
                 if verdict is None:
                     return False
                 if verdict:
@@ -208,7 +212,7 @@ class _Compile(CandidateSearch):
                 "seed": self.opt.seed * 100_003 + round_no * 101 + claim_no}
 
     def reflect(self, parent: Candidate, target: str, shown: list[ExampleResult], step: str,
-                config: dict[str, Any]) -> Any:
+                config: dict[str, Any], *, round_no: int, claim_no: int) -> Any:
         mistakes = "\n".join(self.describe(i, r, target) for i, r in enumerate(shown, start=1))
         instruction = parent.predictors[target].instructions
         propose = dspy.Predict(ProposeFix)
@@ -224,13 +228,13 @@ class _Compile(CandidateSearch):
             from dspy.utils.exceptions import AdapterParseError
 
             parse = find_cause(exc, AdapterParseError)
-            self.log(step, kind="claim", predictor=target, shown=[result_id(r) for r in shown],
-                     error=f"{type(exc).__name__}: {exc}".splitlines()[0],
-                     response=getattr(parse, "lm_response", None))
+            self.log(Claim(step=step, predictor=target, shown=[result_id(r) for r in shown],
+                           error=f"{type(exc).__name__}: {exc}".splitlines()[0],
+                           response=getattr(parse, "lm_response", None), round_no=round_no, claim_no=claim_no))
             return None
-        self.log(step, kind="claim", predictor=target, shown=[result_id(r) for r in shown],
-                 cause=claim.cause, explains=list(claim.explains), new_instruction=claim.new_instruction,
-                 show_examples=bool(claim.show_examples))
+        self.log(Claim(step=step, predictor=target, shown=[result_id(r) for r in shown], cause=claim.cause,
+                       explains=list(claim.explains), new_instruction=claim.new_instruction,
+                       show_examples=bool(claim.show_examples), round_no=round_no, claim_no=claim_no))
         return claim
 
     def describe(self, number: int, result: ExampleResult, target: str) -> str:

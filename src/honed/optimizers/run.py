@@ -18,6 +18,7 @@ from honed.config import current_cache
 from honed.evaluate import EvalReport, evaluate
 from honed.optimizers.budget import CallBudget
 from honed.optimizers.ledger import RunLedger
+from honed.runs.records import Record
 
 
 class CompileRun:
@@ -82,8 +83,12 @@ class CompileRun:
         self.ledger.close()
 
     def paid_calls(self) -> int:
-        """Provider calls (cache misses) since this compile started, all models."""
-        return current_cache().counts().misses - self._cache_before.misses
+        """Provider calls of this compile, all models: what the budget charged that no cache answered.
+
+        Counted at the model-call boundary rather than from cache misses, so that an LM that does
+        not cache (`cache=False`, which never asks the cache) is counted too.
+        """
+        return self.budget.paid
 
     def cache_hits(self) -> int:
         """Requests answered from the cache since this compile started, all models."""
@@ -91,6 +96,11 @@ class CompileRun:
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
+
+    def log(self, record: Record) -> None:
+        """Append a typed record with the compile's accounting (requests charged, paid calls, seconds)."""
+        self.ledger.append(record.stamped(budget_used=self.budget.used, paid_calls=self.paid_calls(),
+                                          elapsed_s=round(self.elapsed(), 2)))
 
 
 def resolve_optimizer_lm(model: Any) -> dspy.BaseLM:

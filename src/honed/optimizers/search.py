@@ -16,6 +16,7 @@ from honed.evaluate import ExampleResult
 from honed.optimizers.candidates import Candidate, build, example_id
 from honed.optimizers.run import CompileRun
 from honed.optimizers.significance import DEFAULT_SIGNIFICANCE, paired_gain
+from honed.runs.records import Record, Validate, Verify
 
 
 class CandidateSearch:
@@ -33,9 +34,8 @@ class CandidateSearch:
         self.seen: set[str] = set()
         self.stop_reason = "max_rounds"
 
-    def log(self, step: str, **record: Any) -> None:
-        self.run.ledger.append({"step": step, **record, "budget_used": self.run.budget.used,
-                                "paid_calls": self.run.paid_calls(), "elapsed_s": round(self.run.elapsed(), 2)})
+    def log(self, record: Record) -> None:
+        self.run.log(record)
 
     def evaluate(self, candidate: Candidate, examples: Sequence[dspy.Example]) -> list[ExampleResult] | None:
         """Results in example order, or None (and stop_reason "budget") when the budget cannot pay."""
@@ -46,21 +46,26 @@ class CandidateSearch:
             return None
         return self.run.evaluate(build(self.student, candidate, self.by_id), examples).results
 
-    def val_score(self, candidate: Candidate, examples: Sequence[dspy.Example], step: str) -> float | None:
+    def val_score(self, candidate: Candidate, examples: Sequence[dspy.Example], step: str, phase: str
+                  ) -> float | None:
+        """The candidate's mean score on `examples` (validation, or a quarter of it), logged as step `step`
+        of `phase` ("seed", a round's label); None when the budget cannot pay."""
         results = self.evaluate(candidate, examples)
         if results is None:
             return None
         score = sum(r.score for r in results) / len(results)
         if examples is self.val:
             self.val_outcomes[candidate.id] = [r.score for r in results]
-        self.log(step, kind="validate", candidate=candidate.id, n=len(results), score=score)
+        self.log(Validate(step=step, candidate=candidate.id, n=len(results), score=score, phase=phase))
         return score
 
     def verify(self, candidate: Candidate, targeted: list[ExampleResult], passing: list[ExampleResult],
-               step: str, **extra: Any) -> bool | None:
+               step: str, *, round_no: int, claim_step: str | None = None, edit_step: str | None = None,
+               step_id: str | None = None) -> bool | None:
         """Run the candidate on the examples its edit targets and on a few passing ones.
 
         Holds when it fixes at least one targeted example and fixes more than it breaks. None: no budget.
+        `claim_step`/`edit_step` name the record the candidate came from; `step_id` the procedure step.
         """
         check = self.rng.sample(passing, min(self.verify_passing, len(passing)))
         results = self.evaluate(candidate, [r.example for r in targeted] + [r.example for r in check])
@@ -70,10 +75,13 @@ class CandidateSearch:
         broken_ids = [result_id(r) for r in results[len(targeted):] if r.score < 1.0]
         fixed, regressions = len(fixed_ids), len(broken_ids)
         held = fixed >= 1 and fixed > regressions
-        self.log(step, kind="verify", candidate=candidate.to_json(), claimed=len(targeted), fixed=fixed,
-                 not_fixed=len(targeted) - fixed, regressions=regressions, checked_passing=len(check), held=held,
-                 targeted_ids=[result_id(r) for r in targeted], fixed_ids=fixed_ids,
-                 checked_ids=[result_id(r) for r in check], broken_ids=broken_ids, **extra)
+        links = {k: v for k, v in (("step_id", step_id), ("claim_step", claim_step), ("edit_step", edit_step))
+                 if v is not None}
+        self.log(Verify(step=step, candidate=candidate.to_json(), claimed=len(targeted), fixed=fixed,
+                        not_fixed=len(targeted) - fixed, regressions=regressions, checked_passing=len(check),
+                        held=held, targeted_ids=[result_id(r) for r in targeted], fixed_ids=fixed_ids,
+                        checked_ids=[result_id(r) for r in check], broken_ids=broken_ids, round_no=round_no,
+                        **links))
         return held
 
     def rank(self, label: str, admitted: list[Candidate], beam: list[tuple[Candidate, float]]) -> bool:
@@ -82,14 +90,14 @@ class CandidateSearch:
         quarter = self.val[: max(1, len(self.val) // 4)]
         partial = []
         for candidate in admitted:
-            score = self.val_score(candidate, quarter, f"{label}/val-quarter/{candidate.id}")
+            score = self.val_score(candidate, quarter, f"{label}/val-quarter/{candidate.id}", label)
             if score is None:
                 return False
             partial.append((score, candidate))
         partial.sort(key=lambda item: -item[0])
         paid_for = True
         for _, candidate in partial[: self.beam_size]:
-            score = self.val_score(candidate, self.val, f"{label}/val/{candidate.id}")
+            score = self.val_score(candidate, self.val, f"{label}/val/{candidate.id}", label)
             if score is None:
                 paid_for = False  # the candidates validated so far still join the beam
                 break
