@@ -1,11 +1,20 @@
-"""Every call is cached on disk under a key that includes the model's identity."""
+"""Every call is cached on disk under a key that includes the model's identity; a cache that cannot be
+written is still read."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import dspy
+import pytest
 
 import honed
-from honed.cache import HonedCache
+from honed.cache import CacheFallbackWarning, HonedCache
 from honed.models import model_identity
 from honed.testing import ScriptedLM
 
@@ -82,3 +91,109 @@ def test_tokens_are_counted_the_same_whether_paid_or_served_from_the_cache(cache
     _program()(word="mouse")  # a hit: DSPy clears `usage` on what it serves, the count must not
     assert len(lm.engine.calls) == 1
     assert cache.tokens() == 2 * paid
+
+
+def _words(n: int) -> list[str]:
+    return [f"w{i}" for i in range(n)]
+
+
+def _fill(cache_dir: Path, n: int) -> None:
+    """A cache directory holding `n` answers (and its handles closed, as at the end of a process)."""
+    lm = ScriptedLM(lambda messages, schema: {"plural": messages[-1]["content"].strip() + "s"})
+    honed.configure(model=lm, cache_dir=cache_dir)
+    assert [_program()(word=w).plural for w in _words(n)] == [w + "s" for w in _words(n)]
+    assert len(lm.engine.calls) == n
+    honed.current_cache().disk_cache.close()
+    dspy.cache = HonedCache(None, disk=False)  # forget it, as a new process would
+
+
+@contextlib.contextmanager
+def _writes_denied(directory: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Make `directory` read-only for this process.
+
+    chmod is the real thing, but root ignores file modes; then every sqlite database diskcache opens is
+    opened the way sqlite opens a file it may not write (`mode=ro`), so the same "attempt to write a
+    readonly database" comes from sqlite itself. URI connections (the read-only reader's) pass as asked.
+    """
+    paths = [directory, *directory.rglob("*")]
+    for path in paths:
+        path.chmod(0o500 if path.is_dir() else 0o400)
+    probe = directory / ".probe"
+    try:
+        probe.touch()
+    except OSError:
+        pass  # the modes hold: a real read-only directory
+    else:
+        probe.unlink()
+        real_connect = sqlite3.connect
+
+        def read_only(database: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+            if kwargs.get("uri"):
+                return real_connect(database, *args, **kwargs)
+            return real_connect(f"file:{database}?mode=ro", *args, uri=True, **kwargs)
+
+        monkeypatch.setattr(sqlite3, "connect", read_only)
+    try:
+        yield
+    finally:
+        monkeypatch.undo()
+        for path in paths:
+            path.chmod(0o700 if path.is_dir() else 0o600)
+
+
+def _database_bytes(directory: Path) -> dict[str, bytes]:
+    """The shards' databases (sqlite itself may add `-shm`/`-wal` beside one it reads, where it may)."""
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("cache.db"))}
+
+
+def test_a_read_only_cache_is_still_read(cache_dir, monkeypatch):
+    _fill(cache_dir, 20)
+    before = _database_bytes(cache_dir)
+    fresh = ScriptedLM(lambda messages, schema: {"plural": messages[-1]["content"].strip() + "es"})
+    with _writes_denied(cache_dir, monkeypatch):
+        with pytest.warns(CacheFallbackWarning) as caught:
+            settings = honed.configure(model=fresh, cache_dir=cache_dir)
+        assert len(caught) == 1
+        message = str(caught[0].message)
+        assert "\n" not in message and str(cache_dir) in message and "20 stored answers are still served" in message
+        assert "memory only" in message and f"chmod -R u+w {cache_dir}" in message
+        cache = settings.cache
+        assert cache.read_only and not cache.on_disk and "readonly" in cache.disk_error.lower()
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # warned once, at open; serving is quiet
+            answers = [_program()(word=w).plural for w in _words(20)]
+            assert answers == [w + "s" for w in _words(20)]  # the stored answers, not the fresh model's
+            assert fresh.engine.calls == [] and cache.counts(fresh.model).hits == 20
+
+            assert _program()(word="ox").plural == "oxes"  # new: asked once, then kept in memory
+            assert _program()(word="ox").plural == "oxes"
+            assert len(fresh.engine.calls) == 1
+    assert _database_bytes(cache_dir) == before  # not a byte written
+
+
+def test_an_unreadable_directory_still_falls_back_to_memory(tmp_path):
+    directory = tmp_path / "cache"
+    directory.mkdir()
+    (directory / "000").mkdir()
+    (directory / "000" / "cache.db").write_bytes(b"not a database" * 100)
+    with pytest.warns(CacheFallbackWarning, match="memory only"):
+        cache = HonedCache.open(directory)
+    assert not cache.enable_disk_cache and not cache.read_only and cache.disk_error
+
+
+def test_a_write_that_fails_mid_run_keeps_the_disk_readable(cache_dir, monkeypatch):
+    lm = ScriptedLM(lambda messages, schema: {"plural": messages[-1]["content"].strip() + "s"})
+    settings = honed.configure(model=lm, cache_dir=cache_dir)
+    _program()(word="dog")  # on disk while the disk still takes writes
+
+    def full(*args: Any, **kwargs: Any) -> bool:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(settings.cache.disk_cache.disk, "set", full)
+    with pytest.warns(CacheFallbackWarning, match="could not be written.*still served"):
+        assert _program()(word="cat").plural == "cats"
+    assert settings.cache.read_only
+    settings.cache.reset_memory_cache()  # only the disk can answer "dog" now
+    assert _program()(word="dog").plural == "dogs" and _program()(word="cat").plural == "cats"
+    assert len(lm.engine.calls) == 3  # dog (before), cat, and cat again: it was never written

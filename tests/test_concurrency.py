@@ -158,7 +158,7 @@ def _can_write(directory: Path) -> bool:
     return True
 
 
-def test_a_read_only_cache_directory_falls_back_to_memory(tmp_path, monkeypatch):
+def test_a_read_only_cache_directory_is_served_read_only(tmp_path, monkeypatch):
     directory = _populated(tmp_path / "cache")
     for path in [directory, *directory.rglob("*")]:
         path.chmod(0o500 if path.is_dir() else 0o400)
@@ -171,12 +171,15 @@ def test_a_read_only_cache_directory_falls_back_to_memory(tmp_path, monkeypatch)
             real_connect = sqlite3.connect
 
             def read_only(database, *args, **kwargs):
+                if kwargs.get("uri"):  # honed's read-only reader asks for mode=ro itself
+                    return real_connect(database, *args, **kwargs)
                 return real_connect(f"file:{database}?mode=ro", *args, uri=True, **kwargs)
 
             monkeypatch.setattr(diskcache.core.sqlite3, "connect", read_only)
         settings = _configure_expecting_fallback(directory)
         reason = settings.cache.disk_error.lower()
         assert any(word in reason for word in ("readonly", "read-only", "permission", "unable to open")), reason
+        assert settings.cache.read_only and settings.cache.disk_cache.get("key3") == {"answer": 3}
         _works_from_memory(settings)
     finally:
         for path in [directory, *directory.rglob("*")]:

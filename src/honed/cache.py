@@ -4,13 +4,22 @@ DSPy keys a response on the request with `api_base` removed and the model reduce
 a different GGUF file under the same name, or another server behind the same model string, would be
 served stale answers. `HonedCache` adds the model's identity (file hash or endpoint) to every key and
 counts hits and misses per model, and the tokens of every answer it stores or serves. It is the only
-place honed changes DSPy's caching.
+place honed changes DSPy's caching, and it only caches: the compile's call budget is charged before
+the cache is asked, at the model-call boundary (`honed.models.budgeted`), so an LM that does not cache
+is charged the same.
 
-A cache must never be the reason a run fails. DSPy's own cache crashes on a corrupt sqlite file
-(DSPy #8600) or a read-only directory (#8717), and silently drops disk write errors at debug level.
-`HonedCache.open` instead falls back to memory only with a `CacheFallbackWarning` naming the directory
-and what to do, and a disk that fails mid-run (disk full, database damaged) is dropped the same way,
-once, while memory keeps serving every answer the process has seen.
+A cache must never be the reason a run fails, nor a reason to pay again for an answer it holds.
+DSPy's own cache crashes on a corrupt sqlite file (DSPy #8600) or a read-only directory (#8717), and
+silently drops disk write errors at debug level. `HonedCache.open` instead:
+
+- serves a directory it cannot write **read-only**: every answer stored there is still a hit, new
+  answers are kept in memory only, and one `CacheFallbackWarning` names the directory and the fix
+  (diskcache cannot open a cache it may not write, so honed reads the shards itself: `_ReadOnlyDisk`);
+- falls back to memory only, with the same warning, when the directory cannot be read at all.
+
+A disk that fails mid-run is handled the same way, once: a failed write (disk full, permissions
+changed) turns the cache read-only, a failed read (database damaged) drops the disk tier, while
+memory keeps serving every answer the process has seen.
 """
 
 from __future__ import annotations
@@ -18,13 +27,13 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dspy
 from dspy.clients.cache import Cache
 
 from honed.models.identity import model_identity
@@ -43,7 +52,7 @@ ALWAYS_IGNORED = ("api_key", "api_base", "base_url")
 
 
 class CacheFallbackWarning(RuntimeWarning):
-    """The on-disk cache could not be used; responses are kept in memory only for this process."""
+    """The on-disk cache cannot be written (or read); new responses are kept in memory only for this process."""
 
 
 @dataclass
@@ -88,7 +97,8 @@ class HonedCache(Cache):
             memory_max_entries=memory_max_entries,
         )
         self.directory = Path(directory) if directory is not None else None
-        self.disk_error: str | None = None  # why the disk tier was dropped, if it was
+        self.disk_error: str | None = None  # why the disk stopped being written (or read), if it did
+        self.read_only = False  # the directory still answers, but nothing new is written to it
         self._counts_lock = threading.Lock()
         self._counts: dict[str, CacheCounts] = {}
         self._tokens = 0
@@ -97,10 +107,10 @@ class HonedCache(Cache):
 
     @classmethod
     def open(cls, directory: str | Path, **options: Any) -> HonedCache:
-        """The on-disk cache in `directory`, or, when it cannot be used, a memory-only cache and a warning.
+        """The on-disk cache in `directory`; read-only when it cannot be written; else memory only.
 
-        The fallback keeps `directory` (so configuring the same directory again reuses it without a
-        second warning) but writes nothing; `on_disk` is False and `disk_error` says why.
+        Either fallback warns once and keeps `directory` (so configuring the same directory again
+        reuses it without a second warning); `on_disk` is then False and `disk_error` says why.
         """
         directory = Path(directory)
         try:
@@ -108,20 +118,43 @@ class HonedCache(Cache):
             return cls(directory, **options)
         except DISK_ERRORS as exc:
             fallback = cls(directory, disk=False, **options)
-            fallback._drop_disk(exc, "cannot be opened")
+            try:
+                reader = _ReadOnlyDisk(directory)
+            except DISK_ERRORS:  # nothing readable there either (missing, damaged, not a cache)
+                fallback._drop_disk(exc, "cannot be opened")
+                return fallback
+            fallback.disk_cache = _GuardedDisk(reader, fallback)
+            fallback.enable_disk_cache = True
+            fallback._stop_writing(exc, "cannot be written", stored=len(reader))
             return fallback
 
     @property
     def on_disk(self) -> bool:
-        """Whether answers are still being written to (and read from) the directory."""
-        return bool(self.enable_disk_cache)
+        """Whether new answers are still being saved in the directory (False: read-only or memory only)."""
+        return bool(self.enable_disk_cache) and not self.read_only
+
+    def _stop_writing(self, exc: BaseException, doing: str, stored: int | None = None) -> None:
+        """Keep reading the directory but write nothing more to it (once per cache), and say so."""
+        with self._counts_lock:
+            first = not self.read_only and bool(self.enable_disk_cache)
+            self.read_only = True
+            self.disk_error = self.disk_error or f"{type(exc).__name__}: {exc}"
+        if not first:
+            logger.debug("cache directory %s: further write error ignored: %s", self.directory, exc)
+            return
+        held = f"its {stored} stored answers" if stored is not None else "the answers it holds"
+        warnings.warn(
+            f"honed cache directory {self.directory} {doing} ({type(exc).__name__}: {exc}); {held} are still "
+            "served, but new answers are kept in memory only for the rest of this process, so they are not "
+            f"saved for later runs. Make it writable (chmod -R u+w {self.directory}) or free disk space, "
+            "or pass another cache_dir (or set $HONED_CACHE_DIR).",
+            CacheFallbackWarning, stacklevel=3)
 
     def _drop_disk(self, exc: BaseException, doing: str) -> None:
         """Stop using the disk tier (once per cache) and say so, naming the directory and the way out."""
         with self._counts_lock:
-            first = self.disk_error is None
-            if first:
-                self.disk_error = f"{type(exc).__name__}: {exc}"
+            first = bool(self.enable_disk_cache) or self.disk_error is None
+            self.disk_error = self.disk_error or f"{type(exc).__name__}: {exc}"
             self.enable_disk_cache = False
         if not first:
             logger.debug("cache directory %s: further disk error ignored: %s", self.directory, exc)
@@ -141,12 +174,20 @@ class HonedCache(Cache):
         ignored = list(dict.fromkeys([*(ignored_args_for_cache_key or []), *ALWAYS_IGNORED]))
         return super().cache_key(keyed, ignored)
 
+    def __contains__(self, key: str) -> bool:
+        """Whether `get` would find `key`, without reading the entry or counting a hit or miss.
+
+        DSPy's version also looks in a disk tier that has been turned off; the budget asks this before
+        each request, to know whether a repeat will be answered from the cache (and so is free).
+        """
+        if self.enable_memory_cache:
+            with self._lock:
+                if key in self.memory_cache:
+                    return True
+        return bool(self.enable_disk_cache) and key in self.disk_cache
+
     def get(self, request: dict[str, Any], ignored_args_for_cache_key: list[str] | None = None) -> Any:
         result = super().get(request, ignored_args_for_cache_key)
-        budget = dspy.settings.get("honed_budget")
-        if budget is not None:  # a compile is counting requests; it may refuse this one
-            budget.observe(self.cache_key(request, ignored_args_for_cache_key), hit=result is not None,
-                           cost=max(1, int(request.get("n") or 1)))
         model, _ = _request_model(request)
         with self._counts_lock:
             counts = self._counts.setdefault(str(model), CacheCounts())
@@ -188,36 +229,160 @@ class HonedCache(Cache):
 
 
 class _GuardedDisk:
-    """diskcache's FanoutCache, with the errors of a damaged or unwritable disk turned into a fallback.
+    """diskcache's FanoutCache (or `_ReadOnlyDisk`), with a damaged or unwritable disk turned into a fallback.
 
-    DSPy's `Cache` reads through `get`, writes through `set` and drops entries through `delete`; the
-    first `DISK_ERRORS` failure turns the owner's disk tier off (with one warning) and the call then
-    behaves as a miss (or a write to memory only), so the run goes on.
+    DSPy's `Cache` reads through `get`, writes through `set` and drops entries through `delete`. The
+    first `DISK_ERRORS` failure of a write turns the owner read-only (with one warning), and the
+    first failure of a read turns its disk tier off; the call then behaves as a miss (or a write to
+    memory only), so the run goes on. A read-only owner's writes never reach the disk.
     """
 
     def __init__(self, disk: Any, owner: HonedCache) -> None:
         self.disk = disk
         self.owner = owner
 
-    def _guarded(self, doing: str, fallback: Any, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """`call(*args, **kwargs)`, or `fallback` once a disk error has turned the disk tier off."""
+    def _read(self, fallback: Any, call: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return call(*args)
+        except DISK_ERRORS as exc:
+            self.owner._drop_disk(exc, "could not be read")
+            return fallback
+
+    def _write(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
+        if self.owner.read_only:
+            return False
         try:
             return call(*args, **kwargs)
         except DISK_ERRORS as exc:
-            self.owner._drop_disk(exc, doing)
-            return fallback
+            self.owner._stop_writing(exc, "could not be written")
+            return False
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self._guarded("could not be read", default, self.disk.get, key, default)
+        return self._read(default, self.disk.get, key, default)
 
     def set(self, key: str, value: Any, *args: Any, **kwargs: Any) -> bool:
-        return self._guarded("could not be written", False, self.disk.set, key, value, *args, **kwargs)
+        return self._write(self.disk.set, key, value, *args, **kwargs)
 
     def delete(self, key: str) -> bool:
-        return self._guarded("could not be written", False, self.disk.delete, key)
+        return self._write(self.disk.delete, key)
 
     def __contains__(self, key: str) -> bool:
-        return self._guarded("could not be read", False, self.disk.__contains__, key)
+        return self._read(False, self.disk.__contains__, key)
 
     def __getattr__(self, name: str) -> Any:  # close(), volume(), directory, ...: the real cache's
         return getattr(self.disk, name)
+
+
+class _ReadOnlyDisk:
+    """The entries of a diskcache `FanoutCache` directory, read without writing a byte.
+
+    diskcache cannot open a cache it may not write: `Cache.__init__` first writes its settings table
+    and pragmas, which fails on a read-only directory or file (DSPy #8717). So honed reads the shards
+    itself, exactly as `FanoutCache.get` finds an entry: the shard is `Disk.hash(key)` modulo the
+    number of shards (the `000`, `001`, ... folders), and the row is looked up with the query of
+    diskcache's fast path (`Cache.get` without statistics or an eviction update, which is how DSPy
+    configures it), then decoded by diskcache's `Disk.fetch`. Values are read with diskcache's default
+    `Disk`, which is what `HonedCache` writes with.
+
+    Each shard is opened read-only (`mode=ro`), which keeps SQLite's locking in case another process
+    still writes there. SQLite cannot open a WAL database (diskcache's journal mode) that way when it
+    may not create the `-shm` file beside it, so a shard that refuses so is opened `immutable=1`
+    instead: read without locks, as a file nobody changes. That is what a directory this process may
+    not write is to it; should another user still write there, its newest entries are missed, and a
+    torn read fails as a read error, which drops the disk tier.
+    Opening probes every shard (the entry count diskcache keeps), so a damaged one fails here, not
+    mid-run.
+    """
+
+    _SELECT = ("SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = ?"
+               " AND (expire_time IS NULL OR expire_time > ?)")
+
+    def __init__(self, directory: Path) -> None:
+        from diskcache import Disk
+
+        self.directory = directory
+        shards = sorted(p for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
+        if not shards or [int(p.name) for p in shards] != list(range(len(shards))):
+            raise FileNotFoundError(f"no diskcache shards (000, 001, ...) in {directory}")
+        self._databases = [shard / "cache.db" for shard in shards]
+        self._disks = [Disk(str(shard)) for shard in shards]
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._open: list[sqlite3.Connection] = []
+        self._count = sum(self._stored(index) for index in range(len(shards)))
+
+    def _connection(self, index: int) -> sqlite3.Connection | None:
+        """This thread's read-only connection to shard `index` (None: the shard holds no database)."""
+        connections: dict[int, sqlite3.Connection | None] | None = getattr(self._local, "connections", None)
+        if connections is None:
+            connections = self._local.connections = {}
+        if index not in connections:
+            database = self._databases[index]
+            connection = None
+            if database.is_file():
+                for flags in ("mode=ro", "immutable=1"):
+                    candidate = sqlite3.connect(f"{database.as_uri()}?{flags}", uri=True, timeout=10,
+                                                check_same_thread=False)
+                    try:
+                        candidate.execute("SELECT value FROM Settings WHERE key = 'count'").fetchall()
+                    except sqlite3.OperationalError as exc:
+                        candidate.close()
+                        # Only the read-only refusal moves on to `immutable`: a locked database has a
+                        # writer, and must not be read without locks.
+                        if flags == "immutable=1" or "locked" in str(exc):
+                            raise
+                        continue
+                    except BaseException:
+                        candidate.close()
+                        raise
+                    connection = candidate
+                    break
+                with self._lock:
+                    self._open.append(connection)
+            connections[index] = connection
+        return connections[index]
+
+    def _stored(self, index: int) -> int:
+        connection = self._connection(index)
+        if connection is None:
+            return 0
+        rows = connection.execute("SELECT value FROM Settings WHERE key = 'count'").fetchall()
+        return int(rows[0][0]) if rows else 0
+
+    def __len__(self) -> int:
+        """Entries stored when the directory was opened (diskcache's own count)."""
+        return self._count
+
+    def _row(self, key: str) -> tuple[int, Any] | None:
+        index = self._disks[0].hash(key) % len(self._disks)
+        connection = self._connection(index)
+        if connection is None:
+            return None
+        db_key, raw = self._disks[index].put(key)
+        rows = connection.execute(self._SELECT, (db_key, raw, time.time())).fetchall()
+        return (index, rows[0]) if rows else None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        found = self._row(key)
+        if found is None:
+            return default
+        index, (mode, filename, value) = found
+        try:
+            return self._disks[index].fetch(mode, filename, value, False)
+        except OSError:  # its value file is gone: a miss, as in diskcache
+            return default
+
+    def __contains__(self, key: str) -> bool:
+        return self._row(key) is not None
+
+    def set(self, key: str, value: Any, *args: Any, **kwargs: Any) -> bool:
+        return False  # read-only: new answers stay in memory
+
+    def delete(self, key: str) -> bool:
+        return False
+
+    def close(self) -> None:
+        with self._lock:
+            connections, self._open = self._open, []
+        for connection in connections:
+            connection.close()
