@@ -87,3 +87,154 @@ def test_missing_model_file_is_a_clear_error(tmp_path):
         honed.configure(model=f"gguf/{tmp_path / 'absent.gguf'}", cache=False)
     with pytest.raises(honed.ModelNotFoundError, match="gguf/smollm2-135m"):
         honed.configure(model="gguf/not-a-model", cache=False)
+
+
+# ------------------------------------------------------------------------------------ batched decoding
+
+
+@pytest.fixture(scope="module")
+def batched():
+    """A second provider whose models decode in a batched loop (4 sequences), installed for one test at a time."""
+    from honed.models.gguf import GGUFProvider
+
+    provider = GGUFProvider(batching=True, batch_seqs=4)
+    yield provider
+    provider.close()
+
+
+@pytest.fixture(scope="module")
+def single_stream():
+    """A provider with batching off: today's path, one request at a time on one `Llama`."""
+    from honed.models.gguf import GGUFProvider
+
+    return GGUFProvider(batching=False)
+
+
+@pytest.fixture
+def use_batched(batched):
+    from honed.models.gguf import install_gguf_provider
+
+    install_gguf_provider(batched)
+    yield batched
+    register_gguf_provider()
+
+
+SENTIMENT_SCHEMA = {"type": "object", "properties": {"sentiment": {"enum": ["negative", "positive"], "type": "string"}},
+                    "required": ["sentiment"], "additionalProperties": False}
+
+
+def _sentiment_call(sentence: str) -> str:
+    response = litellm.completion(
+        model="gguf/smollm2-135m", max_tokens=28, temperature=0,
+        messages=[{"role": "system", "content": "Classify the sentiment of the sentence as positive or negative."},
+                  {"role": "user", "content": sentence}],
+        response_format={"type": "json_object", "schema": SENTIMENT_SCHEMA})
+    return response.choices[0].message.content
+
+
+def test_batched_answers_equal_the_single_stream_answers(use_batched, single_stream):
+    from honed.models.gguf import install_gguf_provider
+
+    sentences = [f"Review number {i}: {'a great' if i % 2 else 'an awful'} film, {i * 7} minutes long."
+                 for i in range(8)]
+    install_gguf_provider(single_stream)
+    sequential = [_sentiment_call(s) for s in sentences]
+    assert single_stream.stats.batched_calls == 0
+    install_gguf_provider(use_batched)
+    before = use_batched.stats.batched_calls
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        concurrent = list(pool.map(_sentiment_call, sentences))
+    assert concurrent == sequential
+    assert use_batched.stats.batched_calls - before == 8
+    (stats,) = use_batched.engine_stats().values()
+    assert stats["max_active"] > 1, "the requests were decoded together"
+
+
+def test_a_lone_batched_request_starts_at_once(use_batched):
+    from honed.models.batching import BatchRequest
+    from honed.models.gguf import capture_completion, resolve_gguf_path
+
+    loaded = use_batched.loaded(resolve_gguf_path("gguf/smollm2-135m"))
+    assert loaded.engine is not None and loaded.engine.max_wait_s == 0
+    prompt, _ = capture_completion(loaded.llama, [{"role": "user", "content": "Say hi."}], max_tokens=4)
+    for _ in range(3):
+        ticket = loaded.engine.submit(BatchRequest(prompt=prompt, max_tokens=4))
+        result = ticket.result(60)
+        assert result.completion_tokens <= 4
+        assert ticket.started is not None and ticket.started - ticket.submitted < 0.1
+
+
+def test_each_batched_sequence_keeps_its_own_grammar(use_batched):
+    import json
+
+    schemas = {
+        "count": {"type": "object", "properties": {"count": {"type": "integer"}}, "required": ["count"]},
+        "mood": {"type": "object", "properties": {"mood": {"enum": ["happy", "sad"]}}, "required": ["mood"]},
+        "tags": {"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string"},
+                                                           "maxItems": 3}}, "required": ["tags"]},
+        "flag": {"type": "object", "properties": {"flag": {"type": "boolean"}}, "required": ["flag"]},
+    }
+
+    def call(name: str) -> dict:
+        response = litellm.completion(
+            model="gguf/smollm2-135m", max_tokens=40, temperature=0,
+            messages=[{"role": "user", "content": f"My two happy dogs play all day. Give the {name}."}],
+            response_format={"type": "json_object", "schema": schemas[name]})
+        return json.loads(response.choices[0].message.content)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = dict(zip(schemas, pool.map(call, schemas), strict=True))
+    assert isinstance(answers["count"]["count"], int)
+    assert answers["mood"]["mood"] in ("happy", "sad")
+    assert isinstance(answers["tags"]["tags"], list) and len(answers["tags"]["tags"]) <= 3
+    assert isinstance(answers["flag"]["flag"], bool)
+
+
+def test_the_greedy_grammar_shortcut_picks_what_the_sampler_chain_picks(use_batched):
+    """Greedy with the grammar checked on the winner first must equal llama.cpp's grammar -> greedy chain."""
+    from honed.models.batching import BatchEngine, BatchRequest, LlamaBackend
+    from honed.models.gguf import capture_completion, resolve_gguf_path
+    from honed.models.schema import canonical_json, grammar_for_schema
+
+    loaded = use_batched.loaded(resolve_gguf_path("gguf/smollm2-135m"))
+    grammar = grammar_for_schema(canonical_json(SENTIMENT_SCHEMA))
+    prompts = [capture_completion(loaded.llama, [{"role": "user", "content": f"Is '{s}' positive?"}], max_tokens=20,
+                                  grammar=grammar)[0] for s in ("I loved it", "Dreadful", "It was fine")]
+    texts = {}
+    for shortcut in (True, False):
+        # Waiting for all three makes both runs decode the same batches, hence the same logits.
+        engine = BatchEngine(LlamaBackend(loaded.llama, 3, greedy_shortcut=shortcut), max_wait_s=5.0)
+        try:
+            tickets = [engine.submit(BatchRequest(prompt=p, max_tokens=20, grammar=grammar)) for p in prompts]
+            texts[shortcut] = [ticket.result(120).text for ticket in tickets]
+        finally:
+            engine.close()
+    assert texts[True] == texts[False]
+
+
+def test_a_copied_prefix_gives_what_evaluating_the_whole_prompt_gives(use_batched):
+    """Prefix copies between KV streams serve exactly the numbers a full evaluation would (no stale cells)."""
+    from honed.models.batching import BatchEngine, BatchRequest, LlamaBackend
+    from honed.models.gguf import capture_completion, resolve_gguf_path
+
+    loaded = use_batched.loaded(resolve_gguf_path("gguf/smollm2-135m"))
+    system = {"role": "system", "content": "You answer in one short sentence. " * 6}
+    prompts = [capture_completion(loaded.llama, [system, {"role": "user", "content": q}], max_tokens=12)[0]
+               for q in ("Name a colour.", "Name a fruit.", "Name a colour.")]
+    texts = {}
+    for share in (False, True):
+        backend = LlamaBackend(loaded.llama, 2)
+        backend.min_copy = 1
+        engine = BatchEngine(backend, share_prefixes=share)
+        try:
+            first = engine.submit(BatchRequest(prompt=prompts[0], max_tokens=12))
+            first.result(120)
+            # Two at once: one reuses the first's slot in place, the other copies its prefix into the other slot.
+            rest = [engine.submit(BatchRequest(prompt=p, max_tokens=12)) for p in prompts[1:]]
+            results = [first.result(), *(ticket.result(120) for ticket in rest)]
+            texts[share] = [r.text for r in results]
+            if share:
+                assert engine.stats.prompt_tokens_reused > 0 and engine.stats.prefix_copies >= 1
+        finally:
+            engine.close()
+    assert texts[True] == texts[False]

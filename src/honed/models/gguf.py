@@ -7,6 +7,21 @@ One `llama_cpp.Llama` per model file per process. llama.cpp contexts are not saf
 threads (a shared instance has segfaulted under DSPy's worker threads), so every call on an
 instance holds that instance's lock; DSPy's threads simply queue.
 
+Batched decoding (the default; `HONED_GGUF_BATCH=0` keeps the single-stream path, see
+`honed.models.batching`): requests arriving concurrently are decoded together as sequences of a second,
+multi-sequence context on the same model, owned by one decode-loop thread (so that context, too, is only ever
+touched by one thread), each with its own grammar and sampler, each handed back as soon as it ends, and each
+starting from the longest prompt prefix any sequence holds in the KV cache. A request is rendered by the same
+chat handler, so its prompt tokens, stop strings and sampling parameters are exactly those of the
+single-stream path, and each sequence's KV cells sit where the single-stream context puts them, so at
+temperature 0 the answers are the single-stream ones; requests the loop does not implement (streaming,
+logprobs, logit bias, mirostat, text prompts) take the single-stream path. Each sequence has the
+single-stream context's room (`HONED_GGUF_N_CTX`), and `HONED_GGUF_BATCH_SEQS` of them decode at once
+(default 4, fewer for long contexts; more requests wait for a free one). `HONED_GGUF_BATCH_WAIT_MS` (default
+0) lets an idle loop wait that long for company before starting a lone request. `HONED_GGUF_BATCH_UNIFIED=1`
+puts all sequences in one pool of KV cells (faster, but logits that differ from the single-stream ones in
+their low bits; see `LlamaBackend`). `HONED_GGUF_THREADS` sets llama.cpp's threads (default: every core).
+
 Prompts are measured before anything is generated (`prompt_budget`): a prompt that leaves less than
 `min(max_tokens, MIN_ANSWER_TOKENS)` tokens of the context for the answer raises
 `honed.errors.ContextLengthExceeded` (HTTP status 400, so neither litellm nor DSPy retries it, and an
@@ -18,9 +33,12 @@ after a few tokens that then shows up as a puzzling parse failure. A prompt that
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
+import random
 import re
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +47,7 @@ from litellm import CustomLLM
 from litellm.types.utils import Choices, Message, ModelResponse, Usage
 
 from honed.errors import ContextLengthExceeded
+from honed.models.batching import BatchEngine, BatchRequest, BatchResult, EngineStats, LlamaBackend
 from honed.models.guard import check_allowed
 from honed.models.resolve import resolve_gguf_path
 from honed.models.schema import canonical_json, grammar_for_schema, schema_from_response_format
@@ -38,6 +57,8 @@ DEFAULT_N_CTX = int(os.environ.get("HONED_GGUF_N_CTX", "4096"))
 # The least room a prompt must leave for the answer (or max_tokens, if smaller): a typed answer such
 # as {"sentiment": "positive"} takes ~8 tokens, a short text answer a few dozen.
 MIN_ANSWER_TOKENS = 32
+DEFAULT_BATCH_SEQS = 4
+BATCH_KV_CELLS = 16384  # the most KV cells the default batched context holds (4 x the default 4096)
 _LLAMA_OVERFLOW = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
 
 
@@ -86,6 +107,87 @@ def count_prompt_tokens(llama: Any, messages: list) -> int:
     return len(llama.tokenize(text.encode("utf-8", errors="replace"), add_bos=True, special=True))
 
 
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return default
+    return value.strip().lower() not in ("0", "false", "no", "off")
+
+
+def default_batch_seqs(n_ctx: int) -> int:
+    """Sequences a batched loop decodes at once: `DEFAULT_BATCH_SEQS`, fewer when each needs a long context, so
+    the KV cache stays within `BATCH_KV_CELLS` cells (every sequence gets the full `n_ctx`)."""
+    return max(1, min(DEFAULT_BATCH_SEQS, BATCH_KV_CELLS // max(1, n_ctx)))
+
+
+def batching_enabled() -> bool:
+    """Whether new `gguf/` models get a batched decode loop: only with `HONED_GGUF_BATCH=1`.
+
+    Opt-in because on 2 cores it was measured no faster for short typed answers (0.97-1.10x on sentiment)
+    and 1.45-1.56x on behavior traces, with equal answers on every compared request (see
+    benchmarks/results/provider_speed.md); it also holds a second context per model (~160 MB more).
+    """
+    return _env_flag("HONED_GGUF_BATCH", False)
+
+
+def _threads() -> int:
+    """llama.cpp threads per context: `HONED_GGUF_THREADS`, else every core."""
+    value = os.environ.get("HONED_GGUF_THREADS", "").strip()
+    return max(1, int(value)) if value else (os.cpu_count() or 1)
+
+
+class _Captured(Exception):
+    """Raised by `_RequestProbe` in place of generating: the completion call the chat handler would make."""
+
+    def __init__(self, prompt: Any, kwargs: dict[str, Any]):
+        super().__init__("captured")
+        self.prompt, self.kwargs = prompt, kwargs
+
+
+class _RequestProbe(_PromptProbe):
+    def create_completion(self, prompt: Any = None, **kwargs: Any) -> Any:
+        raise _Captured(prompt, kwargs)
+
+
+def capture_completion(llama: Any, messages: list, **chat_kwargs: Any) -> tuple[Any, dict[str, Any]]:
+    """The prompt and arguments `llama.create_chat_completion(messages, **chat_kwargs)` would pass on to
+    `create_completion`, with `create_completion`'s defaults filled in: what the batched loop must reproduce."""
+    from llama_cpp import Llama
+
+    try:
+        Llama.create_chat_completion(_RequestProbe(llama), messages=messages, **chat_kwargs)
+    except _Captured as captured:
+        defaults = {name: parameter.default for name, parameter in
+                    inspect.signature(Llama.create_completion).parameters.items()
+                    if parameter.default is not inspect.Parameter.empty}
+        return captured.prompt, {**defaults, **captured.kwargs}
+    raise RuntimeError("the chat handler returned without asking for a completion")
+
+
+def batch_request(prompt: Any, kwargs: dict[str, Any], n_ctx: int) -> BatchRequest | None:
+    """The captured completion as a `BatchRequest` (seed still unset), or None for what the loop does not do."""
+    unsupported = (kwargs.get("stream") or kwargs.get("logprobs") is not None or kwargs.get("echo")
+                   or kwargs.get("suffix") is not None or kwargs.get("logits_processor") is not None
+                   or kwargs.get("logit_bias") is not None or kwargs.get("mirostat_mode"))
+    if unsupported or not isinstance(prompt, list) or not prompt:
+        return None
+    stop = kwargs.get("stop")
+    stop = stop if isinstance(stop, list) else [stop] if isinstance(stop, str) else []
+    # `Llama._create_completion`: no or non-positive max_tokens means "to the end of the context".
+    max_tokens = kwargs.get("max_tokens")
+    if max_tokens is None or max_tokens <= 0:
+        max_tokens = n_ctx - len(prompt)
+    max_tokens = max_tokens if max_tokens + len(prompt) < n_ctx else n_ctx - len(prompt)
+    return BatchRequest(
+        prompt=[int(token) for token in prompt], max_tokens=int(max_tokens),
+        temperature=float(kwargs["temperature"]), top_p=float(kwargs["top_p"]), top_k=int(kwargs["top_k"]),
+        min_p=float(kwargs["min_p"]), typical_p=float(kwargs["typical_p"]),
+        repeat_penalty=float(kwargs["repeat_penalty"]), frequency_penalty=float(kwargs["frequency_penalty"]),
+        presence_penalty=float(kwargs["presence_penalty"]), grammar=kwargs.get("grammar"),
+        stop=[text.encode("utf-8") for text in stop], stopping_criteria=kwargs.get("stopping_criteria"),
+    )
+
+
 def prompt_budget(model: str, prompt_tokens: int, n_ctx: int, max_tokens: int) -> int:
     """The max_tokens to generate with: `max_tokens` clamped to the room the prompt leaves.
 
@@ -112,6 +214,19 @@ def _raise_if_overflow(model: str, exc: ValueError) -> None:
 class _LoadedModel:
     llama: Any
     lock: threading.Lock = field(default_factory=threading.Lock)
+    engine: BatchEngine | None = None  # the batched decode loop, when batching is on
+    # Serializes prompt rendering for the batched path (and its seed chain); never held while decoding.
+    render_lock: threading.Lock = field(default_factory=threading.Lock)
+    seed: int | None = None  # the batched path's copy of `Llama._seed`, advanced as `_create_completion` does
+
+    def next_seed(self, seed: Any) -> int:
+        """The sampler seed `Llama._create_completion` would use for `seed` (render_lock held)."""
+        if seed is not None:
+            self.seed = int(seed)
+        else:
+            current = getattr(self.llama, "_seed", 0) if self.seed is None else self.seed
+            self.seed = random.Random(current).randint(0, 2**32)
+        return self.seed
 
 
 @dataclass
@@ -121,17 +236,22 @@ class ProviderStats:
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    batched_calls: int = 0  # of `calls`, those decoded by a batched loop
+    reused_prompt_tokens: int = 0  # of `prompt_tokens`, those a batched loop served from its KV cache
 
 
 class GGUFProvider(CustomLLM):
     """Serves `gguf/<name or path>` for litellm; registered by `register_gguf_provider()`."""
 
-    def __init__(self) -> None:
+    def __init__(self, batching: bool | None = None, batch_seqs: int | None = None) -> None:
+        """`batching`/`batch_seqs`: None reads `HONED_GGUF_BATCH`/`HONED_GGUF_BATCH_SEQS` when a model loads."""
         super().__init__()
         self._models: dict[Path, _LoadedModel] = {}
         self._load_lock = threading.Lock()
         self._stats_lock = threading.Lock()
         self.stats = ProviderStats()
+        self.batching = batching
+        self.batch_seqs = batch_seqs
 
     def loaded(self, path: Path) -> _LoadedModel:
         with self._load_lock:
@@ -141,12 +261,55 @@ class GGUFProvider(CustomLLM):
                 llama = Llama(
                     model_path=str(path),
                     n_ctx=DEFAULT_N_CTX,
-                    n_threads=os.cpu_count() or 1,
+                    n_threads=_threads(),
+                    n_threads_batch=_threads(),
                     seed=0,
                     verbose=False,
                 )
-                self._models[path] = _LoadedModel(llama)
+                model = _LoadedModel(llama)
+                if self.batching if self.batching is not None else batching_enabled():
+                    try:
+                        model.engine = self._engine_for(llama, path)
+                    except Exception as exc:  # e.g. no memory for the second context: serve single-stream
+                        warnings.warn(f"gguf/{path.name}: no batched decoding ({exc}); serving one request at "
+                                      "a time", RuntimeWarning, stacklevel=2)
+                self._models[path] = model
             return self._models[path]
+
+    def _engine_for(self, llama: Any, path: Path) -> BatchEngine | None:
+        """The batched loop for a loaded model, or None when fewer than two sequences would fit."""
+        seqs = self.batch_seqs or int(os.environ.get("HONED_GGUF_BATCH_SEQS") or 0) or default_batch_seqs(
+            int(llama.n_ctx()))
+        if seqs < 2:
+            return None
+        wait_ms = float(os.environ.get("HONED_GGUF_BATCH_WAIT_MS") or 0)
+        stats = EngineStats()
+        backend = LlamaBackend(llama, seqs, kv_unified=_env_flag("HONED_GGUF_BATCH_UNIFIED", False), stats=stats)
+        return BatchEngine(backend, max_wait_s=wait_ms / 1000, name=path.stem, stats=stats)
+
+    def engine_stats(self) -> dict[str, dict[str, float]]:
+        """Each batched loop's counters (`EngineStats`), by model file name."""
+        with self._load_lock:
+            return {path.name: model.engine.stats.as_dict() for path, model in self._models.items()
+                    if model.engine is not None}
+
+    def close(self) -> None:
+        """Stop the batched loops (their requests in flight fail) and free the models; a later call reloads.
+
+        For a provider that is done with before the process ends (a benchmark's second provider): freeing the
+        models then, rather than while the interpreter shuts down, keeps llama-cpp-python's finalizers quiet.
+        """
+        with self._load_lock:
+            models, self._models = list(self._models.values()), {}
+        for model in models:
+            if model.engine is not None:
+                model.engine.close()
+                if model.engine.running:  # still inside a decode after the wait: leave the model alone
+                    continue
+            with model.lock:
+                close = getattr(model.llama, "close", None)
+                if close is not None:
+                    close()
 
     def completion(self, model: str, messages: list, api_base: str, custom_prompt_dict: dict,
                    model_response: ModelResponse, print_verbose: Any, encoding: Any, api_key: Any,
@@ -168,6 +331,12 @@ class GGUFProvider(CustomLLM):
             "top_p": float(params["top_p"]) if params.get("top_p") is not None else 1.0,
             "grammar": grammar,
         }
+        engine = loaded.engine
+        # A forked child has no loop thread, and a loop that has stopped serves nothing: then single-stream.
+        if engine is not None and engine.pid == os.getpid() and engine.running:
+            batched = self._batched(full_model, loaded, engine, messages, kwargs, n, seed)
+            if batched is not None:
+                return self._respond(model_response, full_model, *batched)
         with loaded.lock:
             measured = count_prompt_tokens(loaded.llama, messages)
             kwargs["max_tokens"] = prompt_budget(full_model, measured, loaded.llama.n_ctx(), kwargs["max_tokens"])
@@ -186,15 +355,54 @@ class GGUFProvider(CustomLLM):
             choice = out["choices"][0]
             choices.append(Choices(index=index, finish_reason=choice.get("finish_reason") or "stop",
                                    message=Message(role="assistant", content=choice["message"]["content"])))
+        return self._respond(model_response, full_model, choices, prompt_tokens, completion_tokens)
+
+    def _respond(self, model_response: ModelResponse, full_model: str, choices: list, prompt_tokens: int,
+                 completion_tokens: int, reused: int = 0, batched: bool = False) -> ModelResponse:
+        n = len(choices)
         with self._stats_lock:
             self.stats.calls += n
             self.stats.prompt_tokens += prompt_tokens * n
             self.stats.completion_tokens += completion_tokens
+            if batched:
+                self.stats.batched_calls += n
+                self.stats.reused_prompt_tokens += reused
         model_response.choices = choices
         model_response.model = full_model
         model_response.usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                                      total_tokens=prompt_tokens + completion_tokens)
         return model_response
+
+    def _batched(self, full_model: str, loaded: _LoadedModel, engine: BatchEngine, messages: list,
+                 kwargs: dict[str, Any], n: int, seed: Any) -> tuple | None:
+        """Serve the call through the batched loop: (choices, prompt tokens, completion tokens, reused, True),
+        or None when the request needs the single-stream path."""
+        with loaded.render_lock:
+            try:
+                prompt, captured = capture_completion(loaded.llama, messages, **kwargs)
+            except Exception:  # a chat handler this probe does not understand: the single-stream path
+                return None
+            if isinstance(prompt, list):  # as the single-stream path does: measure, refuse or clamp
+                captured["max_tokens"] = prompt_budget(full_model, len(prompt), engine.n_ctx_seq,
+                                                       int(kwargs["max_tokens"]))
+            request = batch_request(prompt, captured, engine.n_ctx_seq)
+            if request is None:
+                return None
+            seeds = [loaded.next_seed(None if seed is None else int(seed) + index) for index in range(n)]
+        tickets = [engine.submit(BatchRequest(**{**request.__dict__, "seed": choice_seed})) for choice_seed in seeds]
+        try:
+            results: list[BatchResult] = [ticket.result() for ticket in tickets]
+        except BaseException:
+            for ticket in tickets:
+                ticket.cancel()
+            raise
+        choices = [Choices(index=index, finish_reason=result.finish_reason or "stop",
+                           message=Message(role="assistant", content=result.text))
+                   for index, result in enumerate(results)]
+        prompt_tokens = max(result.prompt_tokens for result in results)
+        completion_tokens = sum(result.completion_tokens for result in results)
+        reused = sum(result.reused_prompt_tokens for result in results)
+        return choices, prompt_tokens, completion_tokens, reused, True
 
     async def acompletion(self, *args: Any, **kwargs: Any) -> ModelResponse:
         return await asyncio.to_thread(self.completion, *args, **kwargs)
@@ -207,14 +415,18 @@ _register_lock = threading.Lock()
 def register_gguf_provider() -> GGUFProvider:
     """Register (once) the `gguf` prefix with litellm and return the process's provider."""
     global _provider
-    import litellm
-
     with _register_lock:
         if _provider is None:
             _provider = GGUFProvider()
-        entries = [e for e in litellm.custom_provider_map if e.get("provider") != "gguf"]
-        litellm.custom_provider_map = [*entries, {"provider": "gguf", "custom_handler": _provider}]
-        from litellm.utils import custom_llm_setup
-
-        custom_llm_setup()
+        install_gguf_provider(_provider)
         return _provider
+
+
+def install_gguf_provider(provider: GGUFProvider) -> None:
+    """Make `provider` the one litellm calls for `gguf/` models (the benchmark swaps providers this way)."""
+    import litellm
+    from litellm.utils import custom_llm_setup
+
+    entries = [e for e in litellm.custom_provider_map if e.get("provider") != "gguf"]
+    litellm.custom_provider_map = [*entries, {"provider": "gguf", "custom_handler": provider}]
+    custom_llm_setup()
