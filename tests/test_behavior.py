@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dspy
 import pytest
 
@@ -274,3 +276,21 @@ def test_records_name_what_they_belong_to_instead_of_the_step_id_saying_it(cache
         if from_fix:
             assert edits[verify["edit_step"]]["round_no"] == verify["round_no"]
     assert {r["phase"] for r in ledger if r["kind"] == "validate"} >= {"seed", "step0"}
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs /usr/bin/chromium (.ci/run installs it)")
+def test_chromium_renders_the_behavior_page_with_its_procedure_and_edits(cache_dir, tmp_path):
+    """The page as a real browser lays it out: the DOM it builds holds the procedure and each edit's verdict."""
+    import subprocess
+
+    from honed.report import write_report
+
+    compile_(mixed_world(), cache_dir, tmp_path / "run", edits_per_step=3)
+    page = write_report(tmp_path / "run", tmp_path / "report.html")
+    done = subprocess.run(["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+                           page.resolve().as_uri()], check=True, capture_output=True, text=True, timeout=60)
+    dom = done.stdout
+    assert 'id="behavior"' in dom and all(text in dom for text in DRAFT) and FIXED in dom
+    assert ">held<" in dom and ">rejected<" in dom and "claims made" not in dom
