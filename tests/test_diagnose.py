@@ -11,17 +11,17 @@ import dspy
 import pytest
 
 import honed
-from honed import cli, cli_diagnose
+from honed import cli_diagnose
 from honed.compiling import compile_task
-from honed.diagnose import diagnose_following, diagnose_reflection, plant, write_diagnosis
+from honed.diagnose import diagnose_following, diagnose_reflection, plant
 from honed.diagnose.capture import capture_optimizer_model
-from honed.diagnose.page import write_diagnosis_report
 from honed.diagnose.plants import ExactCase, PlantError
 from honed.diagnose.reflection import wilson_interval
 from honed.diagnose.scoring import EchoStripper, keyword_hits, names_cause
 from honed.diagnose.words import STOPWORDS, contains_word
 from honed.optimizers import BehaviorOptimizer, ReflectiveRefine, read_ledger
 from honed.optimizers.ledger import LEDGER_FILE
+from honed.pages.diagnosis_page import write_diagnosis, write_diagnosis_report
 from honed.programs.tasks import Task
 from honed.testing import ScriptedLM
 
@@ -200,7 +200,7 @@ def test_capture_sees_only_the_optimizer_model_and_its_copies(tmp_path):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="honed")
     commands = parser.add_subparsers(dest="command")
-    cli_diagnose.add_parsers(commands, cli._model_options, cli._positive_int, cli._task_options)
+    cli_diagnose.add_parsers(commands)
     return parser
 
 

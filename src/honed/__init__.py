@@ -36,10 +36,9 @@ from honed.programs import (  # noqa: E402
     load_task,
     task_from_files,
 )
+from honed.version import __version__ as __version__  # noqa: E402
 
 register_gguf_provider()
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ArtifactError", "Behave", "BehaviorOptimizer", "Classify", "ConfigError", "DEFAULT_MODEL", "DatasetError",

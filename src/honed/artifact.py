@@ -54,6 +54,7 @@ from honed.artifact_signatures import rebuild_signature
 from honed.artifact_signing import KEY_ENV, ArtifactKey, check_signature, resolve_key
 from honed.artifact_types import class_path
 from honed.errors import ArtifactError
+from honed.files import write_atomically
 from honed.programs.classify import Classify
 from honed.programs.pipeline import MultipleChoice, ReasonThenAnswer
 from honed.programs.transform import Transform
@@ -167,14 +168,10 @@ def _check_rebuildable(builtin: Builtin, predictors: Mapping[str, Any], path: An
 
 
 def _write(path: str | os.PathLike, text: str) -> None:
-    target = Path(path)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, target)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, text)
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
         raise ArtifactError(path, f"cannot be written: {exc.strerror or exc}") from None
 
 

@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 
 import dspy
 
-import honed
 from honed.artifact_json import plain
 from honed.models.identity import model_identity
 from honed.models.resolve import is_gguf_model
+from honed.version import __version__
 
 # Key names whose values are credentials (`max_tokens`, `prompt_tokens` are not).
 _SECRET_KEY = re.compile(r"api[_-]?key|(^|[_-])token$|secret|password|passwd|authorization|credential",
@@ -73,7 +73,7 @@ def provenance_of(extra: Mapping[str, Any] | None, path: Any) -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             return None
 
-    auto = {"honed": honed.__version__, "dspy": getattr(dspy, "__version__", None) or version("dspy"),
+    auto = {"honed": __version__, "dspy": getattr(dspy, "__version__", None) or version("dspy"),
             "litellm": version("litellm"), "python": platform.python_version(),
             "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")}
     return {**auto, **plain(_without_secrets(dict(extra or {})), "provenance", path)}

@@ -12,10 +12,22 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from dspy.adapters.utils import serialize_for_json
+
 from honed import cli_compile, cli_diagnose, cli_quickstart
+from honed.adapter import check_program
+from honed.artifact import load, verify
+from honed.artifact_signing import env_key
+from honed.cli_options import model_options, positive_int, task_options
+from honed.config import configure
+from honed.errors import ArtifactError, ConfigError, HonedError, ModelRequestBlocked, find_cause
+from honed.evaluate import evaluate
+from honed.programs import load_task, task_from_files
+from honed.version import __version__
 
 EPILOG = """examples:
   honed quickstart
@@ -52,16 +64,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def _json_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
@@ -78,47 +80,28 @@ def _allow_class_option(parser: argparse.ArgumentParser) -> None:
                              "programs are always trusted")
 
 
-def _model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", help="litellm model string (default: $HONED_MODEL or gguf/smollm2-135m)")
-    parser.add_argument("--api-base", help="endpoint for an OpenAI-compatible or other remote model")
-    parser.add_argument("--typed-outputs", default="auto", choices=["auto", "json_schema", "llama.cpp", "off"],
-                        help="how output schemas reach the model (default: auto)")
-    parser.add_argument("--max-tokens", type=_positive_int, default=512, help="output token cap per call")
-    parser.add_argument("--cache-dir", help="response cache directory (default: $HONED_CACHE_DIR or ~/.cache/honed)")
-    parser.add_argument("--threads", type=_positive_int, help="parallel worker threads")
-
-
-def _task_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", nargs="?", help="bundled task name (sentiment, first_word_letter, ...) or bbh/<name>")
-    parser.add_argument("--train", help="training JSONL file (fields: input, output, optional answers)")
-    parser.add_argument("--test", help="test JSONL file (same fields)")
-    parser.add_argument("--program", choices=["classify", "transform", "pipeline"],
-                        help="override the program: one predictor (classify/transform) or reason -> answer (pipeline)")
-    parser.add_argument("--bbh-dir", help="folder of BIG-Bench Hard JSON files for bbh/<name> tasks")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="honed", description="Compile and run typed DSPy programs.",
                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     commands = parser.add_subparsers(dest="command")
 
-    cli_quickstart.add_parser(commands, _model_options, _positive_int)
+    cli_quickstart.add_parser(commands)
 
     ev = commands.add_parser("eval", help="evaluate a task's test split",
                              formatter_class=argparse.RawDescriptionHelpFormatter,
                              epilog="examples:\n  honed eval sentiment --limit 100 --json\n"
                                     "  honed eval --train a.train.jsonl --test a.test.jsonl --program transform\n"
                                     "  honed eval sentiment --artifact sentiment.json --limit 100 --json")
-    _task_options(ev)
-    ev.add_argument("--limit", type=_positive_int, help="evaluate only the first N test examples")
+    task_options(ev)
+    ev.add_argument("--limit", type=positive_int, help="evaluate only the first N test examples")
     ev.add_argument("--artifact", help="evaluate the program saved in this artifact (the task gives the data and "
                                        "metric)")
     _allow_class_option(ev)
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--allow-errors", action="store_true",
                     help="exit 0 even when examples ended in errors (by default any error exits 1)")
-    _model_options(ev)
+    model_options(ev)
 
     run = commands.add_parser("run", help="run a saved artifact on inputs, printing JSON",
                               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_EPILOG)
@@ -130,24 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--key-env", metavar="VAR",
                      help="refuse the artifact unless it is signed with the key in environment variable VAR "
                           "(default: $HONED_ARTIFACT_KEY when set)")
-    _model_options(run)
-    cli_compile.add_parsers(commands, _model_options, _positive_int, _task_options)
-    cli_diagnose.add_parsers(commands, _model_options, _positive_int, _task_options)
+    model_options(run)
+    cli_compile.add_parsers(commands)
+    cli_diagnose.add_parsers(commands)
     return parser
 
 
 def _configure(args: argparse.Namespace) -> Any:
-    import honed
-
     extra = {"api_base": args.api_base} if args.api_base else {}
-    return honed.configure(model=args.model, optimizer_model=getattr(args, "optimizer_model", None),
+    return configure(model=args.model, optimizer_model=getattr(args, "optimizer_model", None),
                            cache_dir=args.cache_dir, typed_outputs=args.typed_outputs,
                            max_tokens=args.max_tokens, num_threads=args.threads, **extra)
 
 
 def _task(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Any:
-    from honed.programs import load_task, task_from_files
-
     if args.task and (args.train or args.test):
         parser.error("give either TASK or --train/--test, not both")
     if args.task:
@@ -168,10 +147,6 @@ def _input_fields(program: Any) -> list[str]:
 
 def _load_artifact(args: argparse.Namespace) -> tuple[Any, str | None]:
     """The program in `args.artifact`, and the task model it was saved under."""
-    from honed.artifact import load, verify
-    from honed.artifact_signing import env_key
-    from honed.errors import ConfigError
-
     key = None
     key_env = getattr(args, "key_env", None)
     if key_env:
@@ -192,10 +167,6 @@ def _note_model(args: argparse.Namespace, saved_under: str | None, running_on: s
 
 
 def cmd_eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from honed.adapter import check_program
-    from honed.errors import ArtifactError
-    from honed.evaluate import evaluate
-
     task = _task(args, parser)
     if args.artifact and args.program:
         parser.error("--program picks a fresh program; it cannot be combined with --artifact")
@@ -256,16 +227,12 @@ def _reason(error: str) -> str:
 
 def _run_one(program: Any, inputs: dict[str, Any]) -> dict[str, Any]:
     """The prediction's fields as JSON values."""
-    from dspy.adapters.utils import serialize_for_json
-
     prediction = program(**inputs)
     values = prediction.toDict() if hasattr(prediction, "toDict") else dict(prediction)
     return {name: serialize_for_json(value) for name, value in values.items()}
 
 
 def _failure(exc: BaseException) -> str:
-    from honed.errors import HonedError, ModelRequestBlocked, find_cause
-
     blocked = find_cause(exc, ModelRequestBlocked)
     if blocked is not None:
         raise blocked
@@ -286,8 +253,6 @@ def _pick_inputs(row: Any, fields: list[str]) -> tuple[dict[str, Any] | None, st
 
 
 def _read_input_lines(where: str) -> list[tuple[int, str]]:
-    from honed.errors import ConfigError
-
     try:
         text = sys.stdin.read() if where == "-" else Path(where).read_text(encoding="utf-8")
         text = text.removeprefix("\ufeff")  # a byte-order mark from a Windows editor
@@ -303,11 +268,6 @@ def _read_input_lines(where: str) -> list[tuple[int, str]]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from honed.adapter import check_program
-    from honed.errors import ConfigError, HonedError
-
     program, saved_under = _load_artifact(args)
     fields = _input_fields(program)
     if args.input is not None:
@@ -363,16 +323,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
-        from honed import __version__
-
         print(__version__)
         return 0
     if args.command is None:
         parser.print_help()
         return 2
-    from honed.adapter import check_program
-    from honed.errors import HonedError
-
     try:
         if args.command == "eval":
             return cmd_eval(args, parser)
@@ -403,8 +358,6 @@ def _unexpected(exc: Exception) -> int:
 
     A model request made while unit tests block them is re-raised, so the test that made it fails loudly.
     """
-    from honed.errors import ModelRequestBlocked, find_cause
-
     if os.environ.get("HONED_DEBUG") or find_cause(exc, ModelRequestBlocked) is not None:
         raise exc
     message = f"{type(exc).__name__}: {exc}".splitlines()[0]

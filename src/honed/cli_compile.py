@@ -8,9 +8,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from honed.artifact import program_hash, save
+from honed.cli_options import model_options, positive_int, task_options
+from honed.compiling import compile_task
+from honed.errors import ConfigError
+from honed.report import write_report
 
 COMPILE_EPILOG = """examples:
   honed compile sentiment --optimizer reflective --budget 600 --seed 0 --out sentiment.json
@@ -26,7 +31,7 @@ or returns the finished one without model calls. Evaluate the result with
 """
 
 
-def add_parsers(commands: Any, model_options: Callable, positive_int: Callable, task_options: Callable) -> None:
+def add_parsers(commands: Any) -> None:
     comp = commands.add_parser("compile", help="compile a task's program with an optimizer into an artifact",
                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=COMPILE_EPILOG)
     task_options(comp)
@@ -54,8 +59,6 @@ def add_parsers(commands: Any, model_options: Callable, positive_int: Callable, 
 
 def check_out(out: str) -> None:
     """Refuse an `--out` that cannot be written *before* the compile spends its budget, not after."""
-    from honed.errors import ConfigError
-
     target = Path(out).expanduser()
     if target.is_dir():
         raise ConfigError(f"--out {out} is a directory; give the artifact's file name, e.g. {target / 'program.json'}")
@@ -69,10 +72,6 @@ def check_out(out: str) -> None:
 
 
 def cmd_compile(args: argparse.Namespace, task: Any, settings: Any) -> int:
-    from honed.artifact import program_hash, save
-    from honed.compiling import compile_task
-    from honed.errors import ConfigError
-
     check_out(args.out)
     options = {}
     if args.no_demonstrations:
@@ -117,8 +116,6 @@ def cmd_compile(args: argparse.Namespace, task: Any, settings: Any) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from honed.report import write_report
-
     path = write_report(args.source, args.out)
     print(str(path))
     return 0

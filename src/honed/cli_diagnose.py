@@ -17,6 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from honed.cli_options import model_options, positive_int, task_options
+from honed.config import default_cache_dir
+from honed.diagnose import diagnose_following, diagnose_reflection
+from honed.diagnose.reflection import parse_plants
+from honed.optimizers.registry import check_optimizer
+from honed.pages.diagnosis_page import write_diagnosis
+
 DIAGNOSE_EPILOG = """examples:
   honed diagnose reflection sentiment --optimizer reflective --budget 300 --out diag/
   honed diagnose reflection sentiment --optimizer gepa --plants hidden_rule,distractor --judge-model openai/gpt-4o-mini
@@ -32,7 +39,7 @@ following: reads a compile's ledger.
 """
 
 
-def add_parsers(commands: Any, model_options: Callable, positive_int: Callable, task_options: Callable) -> None:
+def add_parsers(commands: Any) -> None:
     diag = commands.add_parser("diagnose", help="does an optimizer find planted causes; do its refinements work",
                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=DIAGNOSE_EPILOG)
     which = diag.add_subparsers(dest="diagnosis", metavar="{reflection,following}")
@@ -72,20 +79,12 @@ def cmd_diagnose(args: argparse.Namespace, load_task: Callable[[], Any], configu
     """Run `honed diagnose`; `load_task` and `configure` are called only by `reflection` (following needs no model)."""
     if args.diagnosis == "following":
         return _following(args)
-    from honed.diagnose.reflection import parse_plants
-    from honed.errors import ConfigError
-    from honed.optimizers.registry import OPTIMIZERS
-
-    if args.optimizer not in OPTIMIZERS:  # before loading data or a model
-        raise ConfigError(f"unknown optimizer {args.optimizer!r}; available: {', '.join(sorted(OPTIMIZERS))}")
+    check_optimizer(args.optimizer)  # before loading data or a model
     parse_plants(args.plants)
     return _reflection(args, load_task(), configure())
 
 
 def _reflection(args: argparse.Namespace, task: Any, settings: Any) -> int:
-    from honed.config import default_cache_dir
-    from honed.diagnose import diagnose_reflection, write_diagnosis
-
     cache_dir = getattr(settings, "cache_dir", None)
     out = Path(args.out) if args.out else Path(cache_dir or default_cache_dir()) / "diagnoses" / (
         f"{task.name.replace('/', '_')}-{args.optimizer}-s{args.seed}")
@@ -139,8 +138,6 @@ def _rate_with_interval(rate: float | None, interval: list[float] | None, confid
 
 
 def _following(args: argparse.Namespace) -> int:
-    from honed.diagnose import diagnose_following, write_diagnosis
-
     result = diagnose_following(args.source)
     json_path, html_path = write_diagnosis(result, Path(args.out) if args.out else Path(result["run_dir"]))
     if args.json:

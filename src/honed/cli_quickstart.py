@@ -13,6 +13,13 @@ import shlex
 import time
 from typing import Any
 
+from honed.artifact import save
+from honed.cli_compile import check_out
+from honed.cli_options import model_options, positive_int
+from honed.compiling import compile_task
+from honed.evaluate import evaluate
+from honed.programs import load_task
+
 QUICKSTART_TASK = "first_word_letter"
 QUICKSTART_OPTIMIZER = "behavior"
 QUICKSTART_OPTIMIZER_MODEL = "gguf/qwen2.5-coder-1.5b"
@@ -29,7 +36,7 @@ used, and the artifact it wrote (deploy it with `honed run FILE --input JSON`).
 """
 
 
-def add_parser(commands: Any, model_options: Any, positive_int: Any) -> None:
+def add_parser(commands: Any) -> None:
     quick = commands.add_parser("quickstart", help="compile a bundled task on the embedded models and compare",
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     quick.add_argument("--task", default=QUICKSTART_TASK, help=f"bundled task (default {QUICKSTART_TASK})")
@@ -46,12 +53,6 @@ def add_parser(commands: Any, model_options: Any, positive_int: Any) -> None:
 
 
 def cmd_quickstart(args: argparse.Namespace, configure: Any) -> int:
-    from honed.artifact import save
-    from honed.cli_compile import check_out
-    from honed.compiling import compile_task
-    from honed.evaluate import evaluate
-    from honed.programs import load_task
-
     check_out(args.out)
     task = load_task(args.task)
     settings = configure()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,8 @@ from honed.config import default_cache_dir, optimizer_lm
 from honed.errors import ConfigError
 from honed.models.identity import lm_identity
 from honed.optimizers.registry import make_optimizer
-from honed.optimizers.splits import content_hash
 from honed.programs.tasks import Task
+from honed.splits import content_hash, seeded_split
 
 DEFAULT_TRAIN_SIZE = 200
 DEFAULT_VAL_SIZE = 50
@@ -39,11 +38,10 @@ def task_splits(task: Task, *, train_size: int = DEFAULT_TRAIN_SIZE, val_size: i
                 seed: int = 0) -> tuple[list[dspy.Example], list[dspy.Example]]:
     """Disjoint train and validation sets drawn (seeded) from the task's training split."""
     pool = list(task.train)
-    random.Random(seed).shuffle(pool)
     if len(pool) < 2:
         raise ConfigError(f"task {task.name} has {len(pool)} training example(s); compiling needs at least 2")
-    val_size = min(val_size, max(1, len(pool) // 3))
-    return pool[val_size: val_size + train_size], pool[:val_size]
+    val, rest = seeded_split(pool, min(val_size, max(1, len(pool) // 3)), seed=seed)
+    return rest[:train_size], val
 
 
 def affordable_val_size(val_size: int, budget: int, predictors: int) -> int:

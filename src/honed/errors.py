@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class HonedError(Exception):
     """Base class for every error honed raises on purpose."""
@@ -57,6 +59,24 @@ class ArtifactError(HonedError):
         super().__init__(f"{where}: {problem}")
 
 
+class BudgetExhausted(HonedError):
+    """A request would exceed the compile's call budget; it was not sent."""
+
+    status_code = 400  # so litellm/DSPy treat it as a bad request: never retried
+
+    def __init__(self, message: str):
+        self.message = message
+        super().__init__(message)
+
+
+class RunDirError(HonedError):
+    """A run directory belongs to a different compile, or its ledger is damaged beyond its last line."""
+
+
+class PlantError(ConfigError):
+    """The task cannot carry this plant (e.g. one-word inputs leave no trigger word for a hidden rule)."""
+
+
 class ModelRequestBlocked(HonedError):
     """A real model was called while `honed.testing.block_model_requests()` was active.
 
@@ -97,13 +117,16 @@ class ContextLengthExceeded(HonedError):
                          "shorten the input (or the demonstrations), or use a model with a longer context")
 
 
-def find_cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
-    """The first exception of type `kind` in `error`'s cause chain (DSPy and litellm wrap errors twice)."""
+def cause_chain(error: BaseException) -> Iterator[BaseException]:
+    """`error`, then what it was raised from (`__cause__`) or while handling (`__context__`), each once."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return current
+        yield current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
-    return None
+
+
+def find_cause(error: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first exception of type `kind` in `error`'s cause chain (DSPy and litellm wrap errors twice)."""
+    return next((link for link in cause_chain(error) if isinstance(link, kind)), None)

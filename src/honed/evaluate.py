@@ -20,7 +20,7 @@ from dspy.utils.exceptions import AdapterParseError
 from dspy.utils.parallelizer import ParallelExecutor
 
 from honed.config import current_cache
-from honed.errors import ModelRequestBlocked, ProviderUnavailable, find_cause
+from honed.errors import BudgetExhausted, ModelRequestBlocked, ProviderUnavailable, find_cause
 from honed.models.faults import raise_if_unavailable
 
 
@@ -82,8 +82,6 @@ def _steps(trace: list, names: dict[int, str]) -> list[StepTrace]:
 
 def stops_evaluation(error: BaseException) -> bool:
     """Whether `error` must stop an evaluation (and a compile) rather than count as one failed example."""
-    from honed.optimizers.budget import BudgetExhausted
-
     return any(find_cause(error, kind) is not None for kind in (ModelRequestBlocked, BudgetExhausted,
                                                                   ProviderUnavailable))
 

@@ -7,6 +7,9 @@ Prompt Optimizers?"
 2. Does an accepted refinement change what the target model does? `diagnose_following(run_dir)` reads
    the verification outcomes of every refinement from a compile's ledger.
 
+Results are plain JSON; this package reads run directories (`honed.runs`) and never renders a page:
+`honed diagnose` writes each result with its HTML page beside it (`honed.pages.diagnosis_page`).
+
 JSON schemas (every result also carries `schema` and `diagnosis`):
 
 `honed.diagnose.reflection/1` (`diagnosis: "reflection"`)::
@@ -51,9 +54,7 @@ JSON schemas (every result also carries `schema` and `diagnosis`):
 """
 
 from honed.diagnose.following import diagnose_following
-from honed.diagnose.output import write_diagnosis
 from honed.diagnose.plants import PLANT_KINDS, Plant, PlantError, plant
 from honed.diagnose.reflection import diagnose_reflection
 
-__all__ = ["PLANT_KINDS", "Plant", "PlantError", "diagnose_following", "diagnose_reflection", "plant",
-           "write_diagnosis"]
+__all__ = ["PLANT_KINDS", "Plant", "PlantError", "diagnose_following", "diagnose_reflection", "plant"]

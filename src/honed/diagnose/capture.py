@@ -20,6 +20,8 @@ from typing import Any
 import dspy
 from dspy.utils.callback import BaseCallback
 
+from honed.config import optimizer_lm
+
 # Output fields of honed's own step-tracing predictor: a teacher running the task, not a reflection.
 _TASK_EXTRA_FIELDS = frozenset({"steps", "reasoning"})
 
@@ -110,8 +112,6 @@ class OptimizerCapture(BaseCallback):
 @contextlib.contextmanager
 def capture_optimizer_model() -> Iterator[OptimizerCapture]:
     """While active, the optimizer model is a recording copy of `honed.optimizer_lm()`."""
-    from honed.config import optimizer_lm
-
     recorder = OptimizerCapture()
     model = optimizer_lm().copy()
     model.callbacks = [*(getattr(model, "callbacks", None) or []), recorder]

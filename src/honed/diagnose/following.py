@@ -24,6 +24,7 @@ from typing import Any
 
 from honed.runs import Run
 from honed.runs.records import Verify
+from honed.runs.source import run_dir_of
 
 SCHEMA = "honed.diagnose.following/1"
 _SETTINGS_SHOWN = ("optimizer", "budget", "seed", "task_model", "optimizer_model", "dspy_optimizer")
@@ -115,6 +116,4 @@ def following_of_run(run: Run) -> dict[str, Any]:
 
 def diagnose_following(source: str | Path) -> dict[str, Any]:
     """Diagnose a run directory, its `ledger.jsonl`, or an artifact whose provenance names its run directory."""
-    from honed.report import run_dir_of
-
     return following_from_ledger(run_dir_of(source))

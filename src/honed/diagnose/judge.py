@@ -6,10 +6,9 @@ in passing; a judge model can, at the price of its own errors. Both verdicts are
 
 from __future__ import annotations
 
-from typing import Any
-
 import dspy
 
+from honed.config import make_lm
 from honed.errors import ModelRequestBlocked, find_cause
 
 
@@ -27,8 +26,6 @@ class Judge:
     """Asks `model` (a litellm string or an LM) whether a reflection names a stated cause."""
 
     def __init__(self, model: str | dspy.BaseLM) -> None:
-        from honed.config import make_lm
-
         self.lm = make_lm(model)
         self.model = getattr(self.lm, "model", str(model))
         self.calls = 0
@@ -46,6 +43,3 @@ class Judge:
             self.failures += 1
             return None
         return bool(verdict.names_cause)
-
-    def describe(self) -> dict[str, Any]:
-        return {"model": self.model, "calls": self.calls, "failures": self.failures}

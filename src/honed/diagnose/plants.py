@@ -33,7 +33,7 @@ import dspy
 from pydantic import BaseModel, Field
 
 from honed.diagnose.words import choose_trigger, contains_word, words_of
-from honed.errors import ConfigError
+from honed.errors import PlantError
 from honed.optimizers.candidates import example_id
 from honed.programs.tasks import Task
 
@@ -44,10 +44,6 @@ DISTRACTOR_RATE = 0.22
 UPPER_KEYWORDS = ["upper", "uppercase", "upper-case", "capital", "capitals", "capitalized", "capitalised",
                   "capitalize", "capitalise", "capitalization", "capitalisation", "caps", "all-caps", "allcaps"]
 BRACKET_KEYWORDS = ["bracket", "brackets", "bracketed", "square-bracketed"]
-
-
-class PlantError(ConfigError):
-    """The task cannot carry this plant (e.g. one-word inputs leave no trigger word for a hidden rule)."""
 
 
 class Plant(BaseModel):

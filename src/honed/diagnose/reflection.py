@@ -28,13 +28,14 @@ from typing import Any
 import dspy
 
 from honed.compiling import DEFAULT_TRAIN_SIZE, DEFAULT_VAL_SIZE, CompileOutcome, compile_task
+from honed.config import optimizer_lm
 from honed.diagnose.capture import OptimizerCapture, capture_optimizer_model
 from honed.diagnose.extract import ledger_reflections
 from honed.diagnose.judge import Judge
 from honed.diagnose.plants import PLANT_KINDS, Plant, PlantError, plant
 from honed.diagnose.scoring import TEXT_LIMIT, EchoStripper, ScoredReflection, score
 from honed.errors import ConfigError
-from honed.optimizers.registry import OPTIMIZERS
+from honed.optimizers.registry import check_optimizer
 from honed.programs.tasks import Task
 from honed.runs import Run
 
@@ -234,8 +235,7 @@ def diagnose_reflection(task: Task, optimizer: str, *, plants: str | Sequence[st
     Run directories go to `<out_dir>/runs/<plant>` for the first repeat, `<plant>-r<k>` for the others
     (default: under the cache directory, as for `honed compile`), so a repeated diagnosis replays from the
     cache. `options` go to the optimizer."""
-    if optimizer not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer {optimizer!r}; available: {', '.join(sorted(OPTIMIZERS))}")
+    check_optimizer(optimizer)
     _check_repeats(repeats, min_reflections)
     kinds = parse_plants(plants)
     judge = Judge(judge_model) if judge_model is not None else None
@@ -253,8 +253,6 @@ def diagnose_reflection(task: Task, optimizer: str, *, plants: str | Sequence[st
             if min_reflections is not None and sum(len(r.scored) for r in done) >= min_reflections:
                 break
         results.append(_plant_result(record, done, judge))
-    from honed.config import optimizer_lm
-
     return {
         "schema": SCHEMA,
         "diagnosis": "reflection",

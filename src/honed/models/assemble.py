@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from honed.errors import ConfigError, ModelFileCorrupt
+from honed.files import fsync_directory, write_atomically
 from honed.models.bundled import BundledModel, Chunk, ChunkedFile, chunk_paths, reinstall_command
 
 try:
@@ -167,7 +168,7 @@ def _assemble(model: BundledModel, chunks: list[tuple[Chunk, Path]], target: Pat
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)  # gone already when it was moved into place
-    _fsync_directory(target.parent)
+    fsync_directory(target.parent)
     _write_stamp(target, weights.sha256)
     log.info("assembled %s in %.1fs", model.model_string, time.monotonic() - started)
 
@@ -204,17 +205,8 @@ def _bad_assembly(model: BundledModel, weights: ChunkedFile, chunks: list[tuple[
 def _write_stamp(target: Path, sha256: str) -> None:
     stat = target.stat()
     text = json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256})
-    stamp = target.with_name(target.name + STAMP_SUFFIX)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{stamp.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), 0o644)
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(name, stamp)
-    finally:
-        Path(name).unlink(missing_ok=True)
+    # 0o644: the cache is shared like the packages. Written under the assembly lock (see `_exclusive`).
+    write_atomically(target.with_name(target.name + STAMP_SUFFIX), text, mode=0o644)
 
 
 def _discard(target: Path) -> None:
@@ -226,15 +218,6 @@ def _remove_temporaries(target: Path) -> None:
     """Temporary files left by a killed assembly. Only called under the lock, so none is in use."""
     for leftover in target.parent.glob(f".{target.name}.*.tmp"):
         leftover.unlink(missing_ok=True)
-
-
-def _fsync_directory(directory: Path) -> None:
-    with contextlib.suppress(OSError):  # not every platform or filesystem can open a directory
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 @contextlib.contextmanager

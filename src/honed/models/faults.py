@@ -21,19 +21,10 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from honed.errors import ProviderUnavailable, find_cause
+from honed.errors import ProviderUnavailable, cause_chain, find_cause
 from honed.models.identity import public_endpoint
 
 _UNREACHABLE_ERRNOS = {errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN}
-
-
-def _chain(error: BaseException) -> list[BaseException]:
-    links: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and all(current is not link for link in links):
-        links.append(current)
-        current = current.__cause__ or current.__context__
-    return links
 
 
 def _is_connect_phase(error: BaseException, name: str) -> bool:
@@ -53,7 +44,7 @@ _MEANINGS: tuple[tuple[Callable[[BaseException], bool], str], ...] = (
 
 def _connect_failure(error: BaseException) -> tuple[BaseException, str] | None:
     """The link of `error`'s cause chain that shows no connection could be opened, and what it means."""
-    links = _chain(error)
+    links = list(cause_chain(error))
     for matches, meaning in _MEANINGS:
         for link in links:
             if matches(link):

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-
 from honed.errors import ModelRequestBlocked
 
-_state = threading.local()
 _blocked_globally = False
 
 
@@ -19,7 +16,7 @@ def set_blocked(blocked: bool) -> bool:
 
 
 def check_allowed(model: str) -> None:
-    if _blocked_globally or getattr(_state, "blocked", False):
+    if _blocked_globally:
         raise ModelRequestBlocked(
             f"a real model request to `{model}` was made while model requests are blocked; "
             "use honed.testing.ScriptedLM or SchemaLM in unit tests"

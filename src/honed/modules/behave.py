@@ -67,6 +67,3 @@ class Behave(dspy.Predict):
 
     def dump_procedure(self) -> dict[str, Any] | None:
         return None if self.procedure is None else self.procedure.model_dump(mode="json")
-
-    def load_procedure(self, data: dict[str, Any] | None) -> None:
-        self.set_procedure(None if data is None else Procedure.model_validate(data))

@@ -36,7 +36,7 @@ from honed.evaluate import ExampleResult, run_example, stops_evaluation
 from honed.modules import Behave, Procedure, Step
 from honed.modules.behave import STEPS_FIELD
 from honed.optimizers.attribution import example_gold
-from honed.optimizers.candidates import Candidate, PredictorState, example_id, seed_candidate
+from honed.optimizers.candidates import Candidate, PredictorState, build, example_id, seed_candidate
 from honed.optimizers.run import CompileRun, open_compile
 from honed.optimizers.search import CandidateSearch
 from honed.optimizers.significance import DEFAULT_SIGNIFICANCE, check_significance
@@ -304,8 +304,6 @@ class _BehaviorCompile(CandidateSearch):
             "cache_hits": self.run.cache_hits(), "stop_reason": self.stop_reason,
             "run_dir": str(self.run.ledger.run_dir), "candidate": best.to_json(),
         }
-        from honed.optimizers.candidates import build
-
         program = build(self.student, best, self.by_id)
         program.honed_compile = dict(self.opt.summary)
         return program

@@ -21,18 +21,10 @@ from collections.abc import Iterator
 
 import dspy
 
-from honed.errors import HonedError
+from honed.errors import BudgetExhausted
 from honed.models import budgeted
 
-
-class BudgetExhausted(HonedError):
-    """A request would exceed the compile's call budget; it was not sent."""
-
-    status_code = 400  # so litellm/DSPy treat it as a bad request: never retried
-
-    def __init__(self, message: str):
-        self.message = message
-        super().__init__(message)
+__all__ = ["BudgetExhausted", "CallBudget"]
 
 
 class CallBudget:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import dspy
+
+from honed.modules import Behave, Procedure
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,6 @@ class Candidate:
     predictors: dict[str, PredictorState]
     origin: str = "seed"
     parent: str | None = None
-    notes: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def id(self) -> str:
@@ -89,8 +90,6 @@ def build(seed: dspy.Module, candidate: Candidate, examples_by_id: Mapping[str, 
 
     A predictor whose state has a procedure becomes a `Behave` over the same task signature.
     """
-    from honed.modules import Behave, Procedure
-
     program = seed.deepcopy()
     for name, predictor in list(program.named_predictors()):
         state = candidate.predictors.get(name)

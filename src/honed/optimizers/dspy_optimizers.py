@@ -47,8 +47,8 @@ from honed.optimizers.budget import BudgetExhausted, CallBudget
 from honed.optimizers.candidates import Candidate, PredictorState, example_id
 from honed.optimizers.ledger import RunLedger
 from honed.optimizers.run import CompileRun, model_settings, resolve_optimizer_lm
-from honed.optimizers.splits import content_hash, split_train_val
 from honed.runs.records import CandidateRecord, Final, OptimizerCall, Validate
+from honed.splits import content_hash, split_train_val
 
 DSPY_OPTIMIZERS: dict[str, str] = {
     "labeled": "LabeledFewShot",
@@ -268,7 +268,11 @@ def _build_and_compile(kind: str, hp: dict[str, Any], *, metric: Callable, stude
             # SIMBA writes a rollout id into the teacher LM's kwargs: give it a copy, not the shared model.
             teacher_settings={"lm": opt_lm.copy()}, num_threads=num_threads)
         return optimizer.compile(student, trainset=train[: hp["train_size"]], seed=seed)
-    raise ConfigError(f"unknown DSPy optimizer {kind!r}; available: {', '.join(DSPY_OPTIMIZERS)}")
+    raise _unknown_kind(kind)
+
+
+def _unknown_kind(kind: str) -> ConfigError:
+    return ConfigError(f"unknown DSPy optimizer {kind!r}; available: {', '.join(DSPY_OPTIMIZERS)}")
 
 
 class _DropBudgetNoise(logging.Filter):
@@ -386,7 +390,7 @@ class DSPyOptimizer(Teleprompter):
                  **hyperparameters: Any) -> None:
         super().__init__()
         if kind not in DSPY_OPTIMIZERS:
-            raise ConfigError(f"unknown DSPy optimizer {kind!r}; available: {', '.join(DSPY_OPTIMIZERS)}")
+            raise _unknown_kind(kind)
         if not isinstance(budget, int) or budget < 1:
             raise ConfigError(f"budget must be a positive integer, got {budget!r}")
         self.kind = kind

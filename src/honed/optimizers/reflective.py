@@ -21,9 +21,10 @@ from typing import Any
 
 import dspy
 from dspy.teleprompt import Teleprompter
+from dspy.utils.exceptions import AdapterParseError
 
-from honed.errors import ConfigError
-from honed.evaluate import ExampleResult
+from honed.errors import ConfigError, find_cause
+from honed.evaluate import ExampleResult, stops_evaluation
 from honed.optimizers.attribution import attribute, gold_labels
 from honed.optimizers.candidates import Candidate, PredictorState, build, seed_candidate
 from honed.optimizers.run import CompileRun, open_compile
@@ -220,13 +221,8 @@ class _Compile(CandidateSearch):
             with dspy.context(lm=self.opt_lm):
                 claim = self.run.call(lambda: propose(instruction=instruction, mistakes=mistakes, config=config))
         except Exception as exc:  # a failed reflection is counted and skipped; the compile goes on
-            from honed.errors import find_cause
-            from honed.evaluate import stops_evaluation
-
             if stops_evaluation(exc):  # requests blocked, budget spent, provider unreachable
                 raise
-            from dspy.utils.exceptions import AdapterParseError
-
             parse = find_cause(exc, AdapterParseError)
             self.log(Claim(step=step, predictor=target, shown=[result_id(r) for r in shown],
                            error=f"{type(exc).__name__}: {exc}".splitlines()[0],

@@ -41,7 +41,12 @@ OPTIMIZERS: dict[str, Callable[..., Teleprompter]] = {
 }
 
 
-def make_optimizer(name: str, metric: Callable, *, budget: int, seed: int, **options: Any) -> Teleprompter:
+def check_optimizer(name: str) -> None:
+    """Refuse an optimizer name `make_optimizer` does not know, listing the ones it does."""
     if name not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {name!r}; available: {', '.join(sorted(OPTIMIZERS))}")
+
+
+def make_optimizer(name: str, metric: Callable, *, budget: int, seed: int, **options: Any) -> Teleprompter:
+    check_optimizer(name)
     return OPTIMIZERS[name](metric, budget=budget, seed=seed, **options)

@@ -8,17 +8,22 @@ given seed and warm cache. Each evaluation is a ledger step with a stable id.
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import dspy
 
-from honed.config import current_cache
+from honed.config import current_cache, make_lm, optimizer_lm
+from honed.errors import ConfigError
 from honed.evaluate import EvalReport, evaluate
+from honed.models.faults import raise_if_unavailable
+from honed.models.identity import lm_identity
 from honed.optimizers.budget import CallBudget
-from honed.optimizers.ledger import RunLedger
+from honed.runs.ledger import RunLedger
 from honed.runs.records import Record
+from honed.splits import content_hash, split_train_val
 
 
 class CompileRun:
@@ -59,8 +64,6 @@ class CompileRun:
         A provider that cannot be reached raises `ProviderUnavailable`, which stops the compile (a
         failed call the caller may count and skip raises as it came).
         """
-        from honed.models.faults import raise_if_unavailable
-
         with self.budget.scope():
             try:
                 result = fn()
@@ -105,8 +108,6 @@ class CompileRun:
 
 def resolve_optimizer_lm(model: Any) -> dspy.BaseLM:
     """The optimizer's model: an LM as given, a litellm string made into one, or the configured default."""
-    from honed.config import make_lm, optimizer_lm
-
     if model is None:
         return optimizer_lm()
     return make_lm(model) if isinstance(model, str) else model
@@ -115,8 +116,6 @@ def resolve_optimizer_lm(model: Any) -> dspy.BaseLM:
 def model_settings(task_lm: Any, opt_lm: Any) -> dict[str, Any]:
     """Both models as a run records them: the strings, and the identities behind them (a GGUF file's hash,
     a remote endpoint), so that a run never resumes on a model other than the one it started with."""
-    from honed.models.identity import lm_identity
-
     return {"task_model": getattr(task_lm, "model", None), "optimizer_model": getattr(opt_lm, "model", None),
             "task_model_identity": lm_identity(task_lm), "optimizer_model_identity": lm_identity(opt_lm)}
 
@@ -125,11 +124,6 @@ def open_compile(optimizer: Any, student: dspy.Module, trainset: Sequence[dspy.E
                  valset: Sequence[dspy.Example] | None, run_dir: Any, task: str | None = None
                  ) -> tuple[CompileRun, list[dspy.Example], list[dspy.Example], dspy.BaseLM, list[str]]:
     """Everything a honed optimizer's compile starts with: splits, optimizer model, ledger, budget, run."""
-    import tempfile
-
-    from honed.errors import ConfigError
-    from honed.optimizers.splits import content_hash, split_train_val
-
     if not trainset:
         raise ConfigError(f"{type(optimizer).__name__} needs a non-empty trainset")
     train, val = split_train_val(trainset, valset, seed=optimizer.seed)

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from math import comb
 from typing import Any
 
+from honed.errors import ConfigError
+
 DEFAULT_SIGNIFICANCE = 0.2
 
 
@@ -57,8 +59,6 @@ def paired_gain(seed_scores: Sequence[float], candidate_scores: Sequence[float],
 
 def check_significance(value: Any) -> float:
     """The `significance` argument, validated (1.0 turns the check off: any validation gain counts)."""
-    from honed.errors import ConfigError
-
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value <= 1.0:
         raise ConfigError(f"significance must be a number in (0, 1], got {value!r}")
     return float(value)

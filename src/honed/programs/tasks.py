@@ -9,7 +9,6 @@ Task records that type, so the program built from it decodes only answers of tha
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -25,6 +24,7 @@ from honed.programs.metrics import ExactMatch
 from honed.programs.output_types import OutputType, infer_output_type
 from honed.programs.pipeline import ReasonThenAnswer
 from honed.programs.transform import Transform
+from honed.splits import seeded_split, share
 
 ProgramKind = Literal["classify", "transform", "pipeline"]
 
@@ -184,10 +184,6 @@ def load_bbh_task(name: str, *, bbh_dir: str | Path | None = None, program: Prog
     if not directory:
         raise ConfigError("BBH tasks are not bundled: pass bbh_dir= or set HONED_BBH_DIR to the folder of BBH files")
     rows = read_bbh(Path(directory) / f"{name}.json")
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    cut = max(1, int(len(rows) * train_fraction))
-    train_rows = [rows[i] for i in order[:cut]]
-    test_rows = [rows[i] for i in order[cut:]]
+    train_rows, test_rows = seeded_split(rows, share(len(rows), train_fraction), seed=seed)
     spec = TaskSpec("question", "answer", "Answer the question.")
     return _build(f"bbh/{name}", train_rows, test_rows, spec, program)

@@ -24,7 +24,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from honed.errors import HonedError
+from honed.errors import RunDirError
+from honed.files import fsync_directory, write_atomically
 from honed.runs.records import Record
 
 logger = logging.getLogger(__name__)
@@ -32,10 +33,6 @@ logger = logging.getLogger(__name__)
 LEDGER_FILE = "ledger.jsonl"
 SETTINGS_FILE = "settings.json"
 LOCK_FILE = "lock"
-
-
-class RunDirError(HonedError):
-    """A run directory belongs to a different compile, or its ledger is damaged beyond its last line."""
 
 
 def read_ledger(path: str | Path) -> list[dict[str, Any]]:
@@ -96,7 +93,7 @@ class RunLedger:
                                ", ".join(sorted(set(canonical) - set(stored))))
                 stored = None
             if stored is None:
-                _write_atomically(self.run_dir / SETTINGS_FILE, json.dumps(canonical, indent=2, sort_keys=True))
+                write_atomically(self.run_dir / SETTINGS_FILE, json.dumps(canonical, indent=2, sort_keys=True))
             elif stored != canonical:
                 raise RunDirError(f"{self.run_dir} holds a different compile ({_differences(stored, canonical)}); "
                                   "use another --run-dir, or the same settings and models to resume")
@@ -168,7 +165,7 @@ class RunLedger:
                 handle.flush()
                 os.fsync(handle.fileno())
             if created:  # the file's name must survive a crash as well as its bytes
-                _fsync_directory(self.run_dir)
+                fsync_directory(self.run_dir)
             self._steps.add(step)
             self.records.append(record)
             return True
@@ -214,28 +211,3 @@ def _lock_run_dir(run_dir: Path) -> int | None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write `text` to `path` so that a kill at any moment leaves either no file or the whole file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename or a new file in `directory` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

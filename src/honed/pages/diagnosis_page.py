@@ -1,15 +1,20 @@
-"""The HTML page of a `honed diagnose` result (reflection or following), in the style of `honed report`."""
+"""The HTML page of a `honed diagnose` result (reflection or following), in the style of `honed report`,
+and `write_diagnosis`: a result written as JSON (the machine-readable result) with its page beside it.
+
+The page reads the result's JSON only (`honed.diagnose` computes it and knows nothing of pages). The
+"changed as intended" totals are also a section of `honed report`'s page for honed's own runs.
+"""
 
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from honed.errors import ConfigError
-from honed.pages.html import esc, is_number, kv_table, page, plain_text, pre, short, table, write_page
+from honed.pages.html import badge, esc, facts_row, is_number, kv_table, page, plain_text, pre, short, table, write_page
 
 
 def build_diagnosis_report(result: Mapping[str, Any]) -> str:
@@ -24,6 +29,20 @@ def build_diagnosis_report(result: Mapping[str, Any]) -> str:
     raise ConfigError(f"unknown diagnosis {result.get('diagnosis')!r}; expected 'reflection' or 'following'")
 
 
+def write_diagnosis(result: Mapping[str, Any], out_dir: str | Path, stem: str | None = None) -> tuple[Path, Path]:
+    """`<out_dir>/<stem>.json` and `<stem>.html` (stem: the diagnosis name); returns both paths."""
+    directory = Path(out_dir)
+    stem = stem or str(result.get("diagnosis") or "diagnosis")
+    json_path, html_path = directory / f"{stem}.json", directory / f"{stem}.html"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the diagnosis to {json_path}: {exc}") from exc
+    write_diagnosis_report(result, html_path)
+    return json_path, html_path
+
+
 def write_diagnosis_report(result: Mapping[str, Any] | str | Path, out_html: str | Path) -> Path:
     """Write the page of a diagnosis result (the dict, or the path of its JSON file) to `out_html`."""
     if isinstance(result, str | Path):
@@ -33,14 +52,6 @@ def write_diagnosis_report(result: Mapping[str, Any] | str | Path, out_html: str
             raise ConfigError(f"{result}: cannot read the diagnosis JSON: {exc}") from None
     text = build_diagnosis_report(result)  # type: ignore[arg-type]
     return write_page(text, Path(out_html), "the diagnosis page")
-
-
-def _verdict(value: Any, yes: str = "yes", no: str = "no") -> str:
-    if value is True:
-        return f'<span class="badge ok">{html.escape(yes)}</span>'
-    if value is False:
-        return f'<span class="badge bad">{html.escape(no)}</span>'
-    return '<span class="badge">—</span>'
 
 
 def _rate_text(value: Any) -> str:
@@ -61,11 +72,6 @@ def _interval_label(result: Mapping[str, Any]) -> str | None:
     return f"{interval.get('method')} {interval['confidence']:.0%}"
 
 
-def _facts(items: Iterable[tuple[str, Any]]) -> str:
-    return "<div class=\"facts\">" + "".join(f"<span><b>{html.escape(k)}</b>{esc(v)}</span>" for k, v in items) \
-        + "</div>"
-
-
 def _reflection_body(result: Mapping[str, Any]) -> str:
     plants = [p for p in result.get("plants") or [] if isinstance(p, Mapping)]
     header = ("<header><h1>honed diagnosis: does the reflection find the planted cause?</h1>"
@@ -73,7 +79,7 @@ def _reflection_body(result: Mapping[str, Any]) -> str:
               "planted task, and each of its reflections is checked for the words that name the cause, after "
               "verbatim copies of training inputs are cut out (so an echoed example does not count). The distractor "
               "has no cause: naming its decoy word is a false identification.</div>"
-              + _facts([("task", result.get("task")), ("optimizer", result.get("optimizer")),
+              + facts_row([("task", result.get("task")), ("optimizer", result.get("optimizer")),
                         ("seed", result.get("seed")), ("budget per compile", result.get("budget")),
                         *[(k, v) for k, v in (("compiles per plant", _repeats_fact(result)),
                                               ("interval", _interval_label(result))) if v is not None],
@@ -89,9 +95,9 @@ def _reflection_body(result: Mapping[str, Any]) -> str:
         outputs = p.get("optimizer_outputs") if isinstance(p.get("optimizer_outputs"), Mapping) else {}
         calls = p.get("calls") if isinstance(p.get("calls"), Mapping) else {}
         falsely = p.get("falsely_identified")
-        verdict = (_verdict(None if falsely is None else not falsely, "no false identification",
+        verdict = (badge(None if falsely is None else not falsely, "no false identification",
                             "false identification") if decoy
-                   else _verdict(p.get("identified"), "identified", "not identified"))
+                   else badge(p.get("identified"), "identified", "not identified"))
         rate = p.get("false_identification_rate") if decoy else p.get("identification_rate")
         interval = p.get("false_identification_interval") if decoy else p.get("identification_interval")
         repeats = p.get("repeats") if is_number(p.get("repeats")) else 1
@@ -136,7 +142,7 @@ def _reflection_body(result: Mapping[str, Any]) -> str:
                                                        "full</div>" if (r.get("chars") or 0) > len(
                                                            str(r.get("text") or "")) else ""),
                    ", ".join(f"<code>{esc(k)}</code>" for k in r.get("keyword_hits") or []) or esc(None),
-                   _verdict(r.get("named"), "names it", "does not"), _verdict(r.get("judge"), "names it", "does not"))
+                   badge(r.get("named"), "names it", "does not"), badge(r.get("judge"), "names it", "does not"))
                   for i, r in enumerate(reflections, start=1)]
         listing = (table(("#", *(("compile",) if pooled else ()), "kind", "step", "reflection", "keyword hits",
                            "keyword verdict", "judge"), r_rows)
@@ -178,7 +184,7 @@ def _following_body(result: Mapping[str, Any]) -> str:
               f"<div class=\"sub\">Run directory <code>{esc(result.get('run_dir'))}</code>. Each refinement was "
               "verified on the examples it targets (all wrong under its parent) and on passing examples re-run as a "
               "regression check; the counts are the ledger's.</div>"
-              + _facts([("optimizer", result.get("optimizer")),
+              + facts_row([("optimizer", result.get("optimizer")),
                         *[(k, v) for k, v in settings.items() if k != "optimizer"],
                         ("finished", result.get("finished"))]) + "</header>")
     parts = [header]
@@ -206,8 +212,8 @@ def _following_body(result: Mapping[str, Any]) -> str:
                      f"{esc(r.get('targeted'))}{_ids(examples, 'fixed', 'still_wrong')}",
                      f"{esc(r.get('still_right'))} still right, {esc(r.get('broken'))} broken of "
                      f"{esc(r.get('checked_passing'))}{_ids(examples, 'broken')}",
-                     _rate_text(r.get("intended_rate")), _verdict(r.get("accepted"), "accepted", "rejected"),
-                     _verdict(r.get("in_final")), following or esc(None)))
+                     _rate_text(r.get("intended_rate")), badge(r.get("accepted"), "accepted", "rejected"),
+                     badge(r.get("in_final"), "yes", "no"), following or esc(None)))
     if rows:
         parts.append("<section id=\"refinements\"><h2>Refinements</h2>"
                      + table(("step", "kind", "origin", "what it changed", "targeted examples", "passing examples",
