@@ -81,7 +81,7 @@ def cmd_compile(args: argparse.Namespace, task: Any, settings: Any) -> int:
     outcome = compile_task(task, args.optimizer, budget=args.budget, seed=args.seed, run_dir=args.run_dir,
                            train_size=args.train_size, val_size=args.val_size, cache_dir=settings.cache_dir,
                            progress=False if args.json else None, **options)
-    provenance = {key: value for key, value in outcome.summary.items() if key != "candidate"}
+    provenance = outcome.provenance()
     written = save(outcome.program, args.out, provenance=provenance)
     summary = {**provenance, "artifact": str(args.out), "program_hash": program_hash(written),
                "content_hash": written["content_hash"]}

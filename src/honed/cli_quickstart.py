@@ -73,7 +73,7 @@ def cmd_quickstart(args: argparse.Namespace, configure: Any) -> int:
           f"(the rest were cache hits); stopped: {summary.get('stop_reason')}")
     print(f"\n3/3 the compiled program on the same {len(examples)} test examples")
     after = evaluate(outcome.program, examples, task.metric)
-    save(outcome.program, args.out, provenance={key: value for key, value in summary.items() if key != "candidate"})
+    save(outcome.program, args.out, provenance=outcome.provenance())
     print(f"    score {after.score:.2f} ({after.lm_calls} model calls, {after.cache_hits} cache hits)")
     print(f"\n  {task.name}: {before.score:.2f} uncompiled -> {after.score:.2f} compiled, "
           f"in {time.perf_counter() - started:.0f}s")

@@ -33,6 +33,10 @@ class CompileOutcome:
     program: dspy.Module
     summary: dict[str, Any]
 
+    def provenance(self) -> dict[str, Any]:
+        """The summary as an artifact records it: everything but the candidate (the artifact *is* the program)."""
+        return {key: value for key, value in self.summary.items() if key != "candidate"}
+
 
 def task_splits(task: Task, *, train_size: int = DEFAULT_TRAIN_SIZE, val_size: int = DEFAULT_VAL_SIZE,
                 seed: int = 0) -> tuple[list[dspy.Example], list[dspy.Example]]:
