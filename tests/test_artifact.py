@@ -592,8 +592,9 @@ def test_sign_vouches_for_an_existing_file_in_place(tmp_path):
 
 def test_honed_run_checks_the_signature_with_key_env(tmp_path, capsys, monkeypatch):
     from honed import cli
+    from honed.cli import run as cli_run
 
-    monkeypatch.setattr(cli, "_configure", lambda args: honed.configure(
+    monkeypatch.setattr(cli_run, "configure_from", lambda args: honed.configure(
         model=ScriptedLM(lambda messages, schema: {"sentiment": "positive"}), cache=False))
     unsigned, _ = _saved(tmp_path)
     signed, _ = _signed(tmp_path)

@@ -516,7 +516,7 @@ def test_a_behavior_compiled_chain_of_thought_round_trips_in_a_fresh_process(tmp
                                         max_demos=2, progress=False)
     compiled = optimizer.compile(dspy.ChainOfThought("word -> plural"), trainset=data[:12], valset=data[12:20],
                                  run_dir=tmp_path / "run")
-    assert optimizer.summary["budget_used"] <= 60 and optimizer.summary["val_score"] == 1.0
+    assert optimizer.result.budget_used <= 60 and optimizer.result.val_score == 1.0
     assert isinstance(compiled.predict, honed.Behave) and fake.ADD_S in compiled.predict.procedure.render()
 
     honed.save(compiled, tmp_path / "plural.json", provenance={"optimizer": "behavior"})

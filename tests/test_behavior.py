@@ -102,11 +102,11 @@ def test_departing_step_is_located_and_only_it_is_rewritten(cache_dir, tmp_path)
     assert edits and all(e["step_id"] == "s2" for e in edits)
     final = compiled.predict.procedure
     assert [s.instruction for s in final.steps] == ["Read the sentence.", FIXED]  # s1 untouched
-    assert optimizer.summary["val_score"] == 1.0 and optimizer.summary["baseline_val_score"] == 0.5
-    gain = optimizer.summary["gain_over_seed"]  # the returned behavior beat the seed beyond chance
-    assert gain["holds"] and gain["losses"] == 0 and gain["p_value"] <= 0.2
-    assert optimizer.summary["following"]["s1"] == 1.0
-    assert optimizer.summary["step_scores"][0]["step"] == 0
+    assert optimizer.result.val_score == 1.0 and optimizer.result.baseline_val_score == 0.5
+    gain = optimizer.result.gain_over_seed  # the returned behavior beat the seed beyond chance
+    assert gain.holds and gain.losses == 0 and gain.p_value <= 0.2
+    assert optimizer.result.details.following["s1"] == 1.0
+    assert optimizer.result.details.step_scores[0]["step"] == 0
 
 
 def test_split_changes_only_the_failing_step(cache_dir, tmp_path):
@@ -124,7 +124,7 @@ def test_wrong_demonstrations_are_rejected(cache_dir, tmp_path):
     for record in demos:  # the drafted procedure says "Answer positive": negative examples come out wrong
         assert record["accepted"] == (int(record["example"][1:]) % 2 == 0)
     drafted = next(r for r in ledger if r["step"] == "step0/val")
-    assert optimizer.summary["demos_rejected"] >= 1 and drafted
+    assert optimizer.result.details.demos_rejected >= 1 and drafted
 
 
 def test_examples_the_teacher_got_wrong_are_demonstrated_by_a_reference_execution(cache_dir, tmp_path):
@@ -142,7 +142,7 @@ def test_examples_the_teacher_got_wrong_are_demonstrated_by_a_reference_executio
     assert taught and not any(r["accepted"] for r in taught)
     references = [r for r in ledger if r["kind"] == "reference_demonstration"]
     assert [r["example"] for r in references] == [r["example"] for r in taught][:3]
-    assert optimizer.summary["demos_from_reference"] == 3 and optimizer.summary["demos_accepted"] == 0
+    assert optimizer.result.details.demos_from_reference == 3 and optimizer.result.details.demos_accepted == 0
     verified = next(r for r in ledger if r["kind"] == "verify")["candidate"]
     demos = verified["predictors"]["predict"]["worked_demos"]
     assert [d["sentiment"] for d in demos[:3]] == ["negative"] * 3
@@ -163,7 +163,7 @@ def test_ablation_removes_demonstrations(cache_dir, tmp_path):
 def test_budget_holds(cache_dir, tmp_path, budget):
     answer, calls = world()
     optimizer, _, _ = compile_(answer, cache_dir, tmp_path / "run", budget=budget)
-    assert optimizer.summary["budget_used"] <= budget and len(calls) <= budget
+    assert optimizer.result.budget_used <= budget and len(calls) <= budget
 
 
 def test_a_small_budget_keeps_enough_to_rank_the_edit_it_verified(cache_dir, tmp_path):
@@ -171,7 +171,7 @@ def test_a_small_budget_keeps_enough_to_rank_the_edit_it_verified(cache_dir, tmp
     verifies only what leaves room for validation, so the verified fix reaches the beam."""
     answer, _ = world()
     optimizer, compiled, ledger = compile_(answer, cache_dir, tmp_path / "run", budget=44)
-    assert optimizer.summary["val_score"] == 1.0 and optimizer.summary["budget_used"] <= 44
+    assert optimizer.result.val_score == 1.0 and optimizer.result.budget_used <= 44
     assert any(r["step"].startswith("step1/val/") for r in ledger)
     assert FIXED in compiled.predict.procedure.render()
 
@@ -181,7 +181,7 @@ def test_resume_and_rerun_are_free_and_identical(tmp_path):
     _, first, _ = compile_(answer, tmp_path / "cache", tmp_path / "run")
     answer, again_calls = world()
     optimizer, again, ledger = compile_(answer, tmp_path / "cache", tmp_path / "run")
-    assert again_calls == [] and optimizer.summary["lm_calls"] == 0
+    assert again_calls == [] and optimizer.result.lm_calls == 0
     assert again.predict.procedure == first.predict.procedure
     steps = [r["step"] for r in ledger]
     assert len(steps) == len(set(steps))
@@ -231,7 +231,7 @@ def test_the_report_of_a_behavior_run_shows_its_procedure_demonstrations_departu
     from honed.report import build_report
 
     optimizer, _, ledger = compile_(mixed_world(), cache_dir, tmp_path / "run", edits_per_step=3)
-    assert optimizer.summary["verification_rate"] == 0.5 and optimizer.summary["edits"] == 2
+    assert optimizer.result.verification_rate == 0.5 and optimizer.result.details.edits == 2
     page = build_report(tmp_path / "run")
     assert "claims made" not in page and "No reflection (claim) records" not in page
     assert 'id="other"' not in page and 'id="claims"' not in page  # nothing dumped as raw JSON

@@ -206,7 +206,7 @@ def test_a_compile_with_uncached_models_in_both_roles_stays_within_its_budget(ki
     assert len(reflector.engine.calls) > 0 or kind == "bootstrap"  # the optimizer model was really used
     assert 0 < sent <= budget
     # Every request was charged where it was made: nothing reached an engine uncounted.
-    assert optimizer.summary["budget_used"] == optimizer.summary["lm_calls"] == sent
+    assert optimizer.result.budget_used == optimizer.result.lm_calls == sent
 
 
 @pytest.mark.model
@@ -222,4 +222,4 @@ def test_the_embedded_model_uncached_in_both_roles_makes_at_most_budget_provider
     optimizer.compile(program(), trainset=data(6), valset=data(4, offset=100), run_dir=tmp_path / "run")
     calls = provider.stats.calls - before
     assert 0 < calls <= 10  # with the budget enforced in the cache instead: 14 calls, budget_used 0
-    assert optimizer.summary["budget_used"] == optimizer.summary["lm_calls"] == calls
+    assert optimizer.result.budget_used == optimizer.result.lm_calls == calls

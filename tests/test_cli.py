@@ -122,12 +122,12 @@ def test_failures_exit_1_with_one_line(capsys, tmp_path, monkeypatch, argv, word
 
 
 def test_an_unexpected_error_is_one_line_unless_debugging(capsys, monkeypatch):
-    import honed.cli
+    import honed.cli.evaluate
 
     def broken(*args, **kwargs):
         raise KeyError("surprise")
 
-    monkeypatch.setattr(honed.cli, "cmd_eval", broken)
+    monkeypatch.setattr(honed.cli.evaluate, "handle", broken)
     code, _, err = run(capsys, "eval", "sentiment")
     assert code == 1 and err.count("\n") == 1
     assert err.startswith("honed: error: unexpected KeyError: 'surprise'") and "HONED_DEBUG=1" in err

@@ -11,7 +11,7 @@ import dspy
 import pytest
 
 import honed
-from honed import cli_diagnose
+from honed.cli import diagnose as cli_diagnose
 from honed.compiling import compile_task
 from honed.diagnose import diagnose_following, diagnose_reflection, plant
 from honed.diagnose.capture import capture_optimizer_model
@@ -200,7 +200,7 @@ def test_capture_sees_only_the_optimizer_model_and_its_copies(tmp_path):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="honed")
     commands = parser.add_subparsers(dest="command")
-    cli_diagnose.add_parsers(commands)
+    cli_diagnose.register(commands)
     return parser
 
 
@@ -482,7 +482,7 @@ def test_following_reports_the_ledgers_verification_outcomes(tmp_path, capsys):
     assert result["totals"]["all"]["fixed"] == sum(v["fixed"] for v in verifies)
     rejected = [r for r in result["refinements"] if not r["accepted"]]
     assert rejected and all(r["fixed"] == 0 and r["intended_rate"] == 0.0 for r in rejected)
-    final_id = optimizer.summary["candidate"]["id"]
+    final_id = optimizer.result.candidate["id"]
     assert any(r["in_final"] and r["candidate"] == final_id for r in result["refinements"])
 
     # An artifact whose provenance names the run diagnoses the same run; the CLI writes JSON + HTML.

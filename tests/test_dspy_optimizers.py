@@ -66,7 +66,7 @@ def compile_(name, tmp_path, *, budget, counter=None, **world_options):
 @pytest.mark.parametrize("name", RUNNABLE)
 def test_each_dspy_optimizer_improves_the_seed_within_its_budget(name, tmp_path):
     optimizer, compiled, counter = compile_(name, tmp_path, budget=40)
-    summary = optimizer.summary
+    summary = optimizer.result.summary()
     assert summary.keys() >= SUMMARY_KEYS
     assert summary["optimizer"] == name and summary["dspy_optimizer"] == DSPY_OPTIMIZERS[name]
     assert summary["verification_rate"] is None
@@ -74,7 +74,7 @@ def test_each_dspy_optimizer_improves_the_seed_within_its_budget(name, tmp_path)
     assert summary["stop_reason"] in ("completed", "budget")
     assert 0 < summary["budget_used"] <= 40 and len(counter) <= 40
     assert 0 < summary["lm_calls"] <= summary["budget_used"]
-    assert compiled.honed_compile["val_score"] == 1.0
+    assert optimizer.result.val_score == 1.0 and not hasattr(compiled, "honed_compile")  # typed, on the optimizer
     # The returned program is a clean Classify carrying DSPy's changes, and it really scores what was reported.
     assert isinstance(compiled, honed.Classify) and not hasattr(compiled, "candidate_programs")
     assert honed.evaluate(compiled, data(4, offset=100), honed.ExactMatch("sentiment"), progress=False).score == 1.0
@@ -85,7 +85,7 @@ def test_each_dspy_optimizer_improves_the_seed_within_its_budget(name, tmp_path)
 @pytest.mark.parametrize("name", RUNNABLE)
 def test_a_small_budget_is_never_exceeded_and_the_seed_is_never_lost(name, tmp_path):
     optimizer, compiled, counter = compile_(name, tmp_path, budget=12)
-    summary = optimizer.summary
+    summary = optimizer.result.summary()
     assert summary["budget_used"] <= 12 and len(counter) <= 12
     assert summary["val_score"] >= summary["baseline_val_score"]
     assert summary["stop_reason"] in ("completed", "budget")
@@ -98,17 +98,17 @@ def test_a_small_budget_is_never_exceeded_and_the_seed_is_never_lost(name, tmp_p
 
 def test_a_spent_budget_inside_dspy_is_reported_as_budget(tmp_path):
     optimizer, _, _ = compile_("bootstrap", tmp_path, budget=9)  # seed 4 + final 4 leave 1 for bootstrapping
-    assert optimizer.summary["stop_reason"] == "budget"
-    assert optimizer.summary["budget_used"] <= 9
+    assert optimizer.result.stop_reason == "budget"
+    assert optimizer.result.budget_used <= 9
     if importlib.util.find_spec("optuna") is not None:
         optimizer, _, _ = compile_("mipro", tmp_path / "m", budget=12)  # runs out while proposing: no program
-        assert optimizer.summary["stop_reason"] == "budget" and optimizer.summary["fell_back_to_seed"]
+        assert optimizer.result.stop_reason == "budget" and optimizer.result.details.fell_back_to_seed
 
 
 @pytest.mark.parametrize("name", ["copro", pytest.param("mipro", marks=NEEDS_OPTUNA)])
 def test_an_optimizer_model_that_cannot_answer_returns_the_seed_with_the_error(name, tmp_path):
     optimizer, compiled, _ = compile_(name, tmp_path, budget=40, proposal=None)
-    summary = optimizer.summary
+    summary = optimizer.result.summary()
     assert summary["stop_reason"].startswith("error: AdapterParseError")
     assert "\n" not in summary["stop_reason"]
     assert summary["fell_back_to_seed"] and summary["val_score"] == summary["baseline_val_score"]
@@ -123,15 +123,15 @@ def test_an_unexpected_error_inside_dspy_returns_the_seed(tmp_path, monkeypatch)
 
     monkeypatch.setattr(dspy.teleprompt.SIMBA, "compile", boom)
     optimizer, compiled, _ = compile_("simba", tmp_path, budget=40)
-    assert optimizer.summary["stop_reason"] == "error: RuntimeError: the optimizer broke"
-    assert optimizer.summary["val_score"] == optimizer.summary["baseline_val_score"] == 0.5
+    assert optimizer.result.stop_reason == "error: RuntimeError: the optimizer broke"
+    assert optimizer.result.val_score == optimizer.result.baseline_val_score == 0.5
     assert compiled.predict.signature.instructions == "Classify."
 
 
 def test_a_result_worse_on_validation_than_the_seed_is_not_returned(tmp_path):
     # Demonstrations make this target say 'positive' to everything: labeled few-shot hurts.
     optimizer, compiled, _ = compile_("labeled", tmp_path, budget=40, demos_hurt=True)
-    summary = optimizer.summary
+    summary = optimizer.result.summary()
     assert summary["baseline_val_score"] == 1.0 and summary["optimizer_val_score"] == 0.5
     assert summary["val_score"] == 1.0 and summary["fell_back_to_seed"]
     assert "below the seed" in summary["note"] and compiled.predict.demos == []
@@ -171,5 +171,5 @@ def test_the_run_directory_renders_as_a_report(tmp_path):
     from honed.report import write_report
 
     optimizer, _, _ = compile_("copro", tmp_path, budget=40)
-    page = write_report(optimizer.summary["run_dir"], tmp_path / "r.html").read_text()
+    page = write_report(optimizer.result.run_dir, tmp_path / "r.html").read_text()
     assert "copro" in page and "completed" in page

@@ -17,13 +17,13 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "honed"
 
 # honed's parts from the bottom up: a module may import its own layer and the layers below, never one above.
-# A part is a top-level module or subpackage (`artifact_*.py` are the artifact, `cli*.py` the command line).
+# A part is a top-level module or subpackage (`artifact_*.py` are the artifact, `cli/` the command line).
 LAYERS: list[set[str]] = [
     {"errors", "files", "text", "version"},
     {"models"},
     {"signatures", "modules", "splits", "testing"},
     {"adapter", "cache", "config", "programs"},
-    {"evaluate"},
+    {"evaluate", "executors"},
     {"runs"},
     {"optimizers"},
     {"compiling", "artifact"},
@@ -213,10 +213,7 @@ def part_of(module: str) -> str:
     if len(parts) == 1:
         return PACKAGE
     name = parts[1]
-    for prefix in ("artifact", "cli"):
-        if name.startswith(prefix):
-            return prefix
-    return name
+    return "artifact" if name.startswith("artifact") else name
 
 
 def test_imports_flow_down_the_layers():
@@ -228,6 +225,19 @@ def test_imports_flow_down_the_layers():
                     for m, targets in import_graph(all_imports(), modules).items() for t in targets
                     if layer[part_of(t)] > layer[part_of(m)])
     assert not upward, "imports from a lower layer up to a higher one:\n" + "\n".join(upward)
+
+
+def test_cli_command_modules_import_only_the_shared_options():
+    """A command's module reaches the rest of `honed.cli` through `options` only, so a command is added or
+    removed by its own file plus its line in `honed.cli.main.COMMANDS`."""
+    modules = discover()
+    shared = {"honed.cli.options"}
+    entry = {"honed.cli", "honed.cli.__main__", "honed.cli.main"}
+    assert {"honed.cli.options", "honed.cli.main", "honed.cli.run"} <= set(modules)
+    reaching = sorted(f"{m} imports {t}" for m, targets in import_graph(all_imports(), modules).items()
+                      if m.startswith("honed.cli.") and m not in entry | shared for t in targets
+                      if t.startswith("honed.cli") and t not in shared)
+    assert not reaching, "command modules importing other parts of honed.cli:\n" + "\n".join(reaching)
 
 
 def comment_near(lines: list[str], line: int) -> str | None:

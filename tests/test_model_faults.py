@@ -150,7 +150,7 @@ def test_a_compile_goes_on_when_answers_fail(cache_dir: Path, tmp_path: Path) ->
     with FaultServer(lambda r: "500" if about(r, "number 100") else "ok", answer=films_answer) as server:
         configure(server, cache_dir, num_retries=0)
         optimizer, compiled = _compile(tmp_path / "run")
-    summary = optimizer.summary
+    summary = optimizer.result.summary()
     assert summary["baseline_val_score"] == 3 / 8  # 4 'good' minus the failing one; the seed says positive
     assert summary["val_score"] == 7 / 8  # every example right but the failing one
     assert compiled.predict.signature.instructions == CLAIM["new_instruction"]
@@ -220,13 +220,13 @@ def test_a_provider_gone_mid_compile_stops_it_and_a_rerun_resumes_without_repeat
     with FaultServer(answer=films_answer, port=first.port) as second:
         configure(second, cache_dir, num_retries=1)
         optimizer, compiled = _compile(run_dir, size=4)
-    assert optimizer.summary["val_score"] == 1.0
+    assert optimizer.result.val_score == 1.0
     assert compiled.predict.signature.instructions == CLAIM["new_instruction"]
     again = [r.key for r in second.chat_requests()]
     assert not set(again) & set(answered_first)  # no answered request was sent again
     assert max(Counter(again).values()) == 1
-    assert optimizer.summary["lm_calls"] == len(again)
-    assert optimizer.summary["cache_hits"] >= len(answered_first)
+    assert optimizer.result.lm_calls == len(again)
+    assert optimizer.result.cache_hits >= len(answered_first)
     steps = [r["step"] for r in read_ledger(run_dir / "ledger.jsonl")]
     assert len(steps) == len(set(steps)) and steps[: len(records)] == [r["step"] for r in records]
     assert steps[-1] == "final"

@@ -6,8 +6,8 @@ import argparse
 
 import honed
 from honed.artifact import verify
-from honed.cli import build_parser
-from honed.cli_quickstart import QUICKSTART_OPTIMIZER_MODEL, QUICKSTART_TASK, cmd_quickstart
+from honed.cli.main import build_parser
+from honed.cli.quickstart import QUICKSTART_OPTIMIZER_MODEL, QUICKSTART_TASK, cmd_quickstart
 from honed.testing import ScriptedLM
 
 

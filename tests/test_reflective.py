@@ -50,8 +50,8 @@ def test_a_claim_that_fixes_its_examples_is_admitted_and_wins(cache_dir, tmp_pat
     answer, _ = world()
     optimizer, compiled = compile_(ScriptedLM(answer), cache_dir, tmp_path / "run")
     assert compiled.predict.signature.instructions == "Be careful with negative words."
-    assert optimizer.summary["val_score"] == 1.0 and optimizer.summary["baseline_val_score"] == 0.5
-    assert optimizer.summary["verification_rate"] == 1.0
+    assert optimizer.result.val_score == 1.0 and optimizer.result.baseline_val_score == 0.5
+    assert optimizer.result.verification_rate == 1.0
     verify = [r for r in read_ledger(tmp_path / "run" / "ledger.jsonl") if r["kind"] == "verify"]
     assert verify and verify[0]["held"] is True and verify[0]["fixed"] == verify[0]["claimed"]
 
@@ -63,7 +63,7 @@ def test_a_claim_whose_edit_does_not_fix_its_examples_is_rejected(cache_dir, tmp
     verdicts = [r for r in records if r["kind"] == "verify"]
     assert verdicts and all(not r["held"] and r["fixed"] == 0 for r in verdicts)
     assert not any(r["step"].startswith("r1/val") for r in records)  # never ranked
-    assert optimizer.summary["claims_held"] == 0 and optimizer.summary["verification_rate"] == 0.0
+    assert optimizer.result.details.claims_held == 0 and optimizer.result.verification_rate == 0.0
     assert compiled.predict.signature.instructions == "Classify."
 
 
@@ -71,10 +71,10 @@ def test_a_claim_whose_edit_does_not_fix_its_examples_is_rejected(cache_dir, tmp
 def test_the_budget_is_never_exceeded(cache_dir, tmp_path, budget):
     answer, counter = world()
     optimizer, _ = compile_(ScriptedLM(answer), cache_dir, tmp_path / "run", budget=budget)
-    assert optimizer.summary["budget_used"] <= budget
+    assert optimizer.result.budget_used <= budget
     assert len(counter) <= budget  # provider calls actually made
     if budget < 60:
-        assert optimizer.summary["stop_reason"] == "budget"
+        assert optimizer.result.stop_reason == "budget"
 
 
 def test_too_small_a_budget_says_so(cache_dir, tmp_path):
@@ -102,7 +102,7 @@ def test_a_killed_run_resumes_without_repeating_paid_calls(tmp_path):
     # And a second identical run is free and identical.
     answer, third = world()
     again, same = compile_(ScriptedLM(answer), tmp_path / "cache-b", tmp_path / "run-b")
-    assert third == [] and again.summary["lm_calls"] == 0
+    assert third == [] and again.result.lm_calls == 0
     assert same.predict.signature.instructions == resumed.predict.signature.instructions
 
 
@@ -118,7 +118,7 @@ def test_never_worse_on_validation_than_the_seed(cache_dir, tmp_path):
         return {"sentiment": "positive"}
 
     optimizer, compiled = compile_(ScriptedLM(answer), cache_dir, tmp_path / "run")
-    assert optimizer.summary["val_score"] >= optimizer.summary["baseline_val_score"]
+    assert optimizer.result.val_score >= optimizer.result.baseline_val_score
     assert compiled.predict.signature.instructions == "Classify."
 
 
@@ -141,18 +141,18 @@ def chance_gain_world():
 def test_a_validation_gain_that_may_be_chance_keeps_the_seed(cache_dir, tmp_path):
     optimizer, compiled = compile_(chance_gain_world(), cache_dir, tmp_path / "run")
     assert compiled.predict.signature.instructions == "Classify."
-    assert optimizer.summary["val_score"] == optimizer.summary["baseline_val_score"] == 0.5
-    gain = optimizer.summary["gain_over_seed"]
-    assert (gain["val_score"], gain["wins"], gain["losses"], gain["holds"]) == (0.625, 3, 2, False)
-    assert gain["p_value"] == 0.5  # at least 3 heads in 5 fair tosses
+    assert optimizer.result.val_score == optimizer.result.baseline_val_score == 0.5
+    gain = optimizer.result.gain_over_seed
+    assert (gain.val_score, gain.wins, gain.losses, gain.holds) == (0.625, 3, 2, False)
+    assert gain.p_value == 0.5  # at least 3 heads in 5 fair tosses
     final = [r for r in read_ledger(tmp_path / "run" / "ledger.jsonl") if r["kind"] == "final"][0]
-    assert final["gain_over_seed"] == gain
+    assert final["gain_over_seed"] == gain.model_dump()
 
 
 def test_significance_one_returns_any_higher_validation_score(cache_dir, tmp_path):
     optimizer, compiled = compile_(chance_gain_world(), cache_dir, tmp_path / "run", significance=1.0)
     assert compiled.predict.signature.instructions == "Be careful now."
-    assert optimizer.summary["val_score"] == 0.625 and optimizer.summary["gain_over_seed"]["holds"] is True
+    assert optimizer.result.val_score == 0.625 and optimizer.result.gain_over_seed.holds is True
 
 
 class TwoStage(dspy.Module):

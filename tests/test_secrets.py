@@ -70,7 +70,7 @@ def test_planted_secrets_reach_the_provider_and_no_file_or_log(tmp_path: Path, c
     # The secrets were in play: every request carried them, and the compile really ran.
     assert server.requests and all(r.headers.get("Authorization") == f"Bearer {KEY}" for r in server.requests)
     assert all(r.headers.get("X-Api-Token") == HEADER_SECRET for r in server.requests)
-    assert report.lm_calls == 4 and optimizer.summary["claims"] >= 1
+    assert report.lm_calls == 4 and optimizer.result.details.claims >= 1
     files = written_files(tmp_path)
     assert {"run/settings.json", "run/ledger.jsonl", "artifact.json", "report.html", "artifact-report.html"} <= files
     assert any(name.startswith("cache/") and name.endswith("cache.db") for name in files), files  # diskcache's sqlite

@@ -36,13 +36,14 @@ from honed.programs import (  # noqa: E402
     load_task,
     task_from_files,
 )
+from honed.runs.result import CompileResult  # noqa: E402
 from honed.version import __version__ as __version__  # noqa: E402
 
 register_gguf_provider()
 
 __all__ = [
-    "ArtifactError", "Behave", "BehaviorOptimizer", "Classify", "ConfigError", "DEFAULT_MODEL", "DatasetError",
-    "EvalReport", "ExactMatch", "HonedAdapter", "HonedCache", "HonedError", "ModelNotFoundError",
+    "ArtifactError", "Behave", "BehaviorOptimizer", "Classify", "CompileResult", "ConfigError", "DEFAULT_MODEL",
+    "DatasetError", "EvalReport", "ExactMatch", "HonedAdapter", "HonedCache", "HonedError", "ModelNotFoundError",
     "ModelRequestBlocked", "MultipleChoice", "Procedure", "ReasonThenAnswer", "ReflectiveRefine", "SchemaError",
     "Step", "Task", "Transform", "configure", "current_cache", "evaluate", "load", "load_task", "make_lm",
     "optimizer_lm", "register_program", "save", "task_from_files",

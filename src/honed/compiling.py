@@ -18,6 +18,7 @@ from honed.errors import ConfigError
 from honed.models.identity import lm_identity
 from honed.optimizers.registry import make_optimizer
 from honed.programs.tasks import Task
+from honed.runs.result import CompileResult
 from honed.splits import content_hash, seeded_split
 
 DEFAULT_TRAIN_SIZE = 200
@@ -30,8 +31,25 @@ VALIDATION_PASSES = 3
 
 @dataclass
 class CompileOutcome:
+    """A compiled task: the program, the optimizer's typed result, and the task's side of the compile
+    (its name, the split sizes, a note when validation was capped to fit the budget)."""
+
     program: dspy.Module
-    summary: dict[str, Any]
+    result: CompileResult
+    task: str
+    seed: int
+    train_size: int
+    val_size: int
+    val_size_note: str | None = None
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The compile as one flat JSON object (`honed compile --json`, the benchmarks' rows)."""
+        shown = {"task": self.task, "optimizer": self.result.optimizer, "seed": self.seed,
+                 "train_size": self.train_size, "val_size": self.val_size, **self.result.summary()}
+        if self.val_size_note:
+            shown["val_size_note"] = self.val_size_note
+        return shown
 
     def provenance(self) -> dict[str, Any]:
         """The summary as an artifact records it: everything but the candidate (the artifact *is* the program)."""
@@ -83,10 +101,8 @@ def compile_task(task: Task, optimizer: str, *, budget: int, seed: int = 0, run_
     directory = Path(run_dir) if run_dir else default_run_dir(task, optimizer, settings, cache_dir)
     program = teleprompter.compile(task.program(), trainset=train, valset=val, run_dir=directory,
                                    task=task.name)
-    summary = {"task": task.name, "optimizer": optimizer, "seed": seed, "train_size": len(train),
-               "val_size": len(val), **getattr(teleprompter, "summary", {})}
-    summary.setdefault("run_dir", str(directory))
+    note = None
     if val_size < asked_val_size:
-        summary["val_size_note"] = (f"validation capped at {val_size} of {asked_val_size} examples so that a budget "
-                                    f"of {budget} calls pays for {VALIDATION_PASSES} passes over it")
-    return CompileOutcome(program, summary)
+        note = (f"validation capped at {val_size} of {asked_val_size} examples so that a budget "
+                f"of {budget} calls pays for {VALIDATION_PASSES} passes over it")
+    return CompileOutcome(program, teleprompter.result, task.name, seed, len(train), len(val), note)

@@ -99,7 +99,7 @@ class _Repeat:
 
     repeat: int
     seed: int
-    summary: dict[str, Any]
+    outcome: CompileOutcome
     source: str
     scored: list[ScoredReflection]
     uniform: list[ScoredReflection]  # every non-answer output of the optimizer model, scored alike
@@ -113,14 +113,14 @@ class _Repeat:
 
     def describe(self) -> dict[str, Any]:
         """The per-repeat counts: enough to see whether one seed carries the pooled rate."""
-        s = self.summary
-        return {"repeat": self.repeat, "seed": self.seed, "run_dir": s.get("run_dir"),
+        r = self.outcome.result
+        return {"repeat": self.repeat, "seed": self.seed, "run_dir": r.run_dir,
                 "reflection_count": len(self.scored), "naming": self.naming(),
                 "rate": _rate(self.naming(), len(self.scored)),
-                "baseline_val_score": s.get("baseline_val_score"), "val_score": s.get("val_score"),
-                "stop_reason": s.get("stop_reason"),
-                "calls": {"lm_calls": s.get("lm_calls"), "budget_used": s.get("budget_used"),
-                          "cache_hits": s.get("cache_hits"), "optimizer_calls": self.optimizer_calls,
+                "baseline_val_score": r.baseline_val_score, "val_score": r.val_score,
+                "stop_reason": r.stop_reason,
+                "calls": {"lm_calls": r.lm_calls, "budget_used": r.budget_used,
+                          "cache_hits": r.cache_hits, "optimizer_calls": self.optimizer_calls,
                           "judge_calls": self.judge_calls}}
 
 
@@ -132,7 +132,7 @@ def _score_repeat(planted: Task, record: Plant, optimizer: str, repeat: tuple[in
     decoy = record.kind == "distractor"
     keywords = record.decoy_keywords if decoy else record.keywords
     stripper = EchoStripper(str(e[planted.input_field]) for e in planted.train)
-    run_dir = Path(outcome.summary["run_dir"])
+    run_dir = Path(outcome.result.run_dir)
     captured, task_answers = capture.reflections(_output_fields(planted))
     run = Run.open(run_dir)
     if run.dspy_optimizer is None:  # honed's own optimizers write their reflections into the ledger
@@ -150,16 +150,10 @@ def _score_repeat(planted: Task, record: Plant, optimizer: str, repeat: tuple[in
             item.judge = judge(cause, stripper.strip(text))
         scored.append(item)
     uniform = [score("response", label, text, keywords, stripper, text_limit) for label, text in captured]
-    return _Repeat(repeat=repeat[0], seed=repeat[1], summary=dict(outcome.summary),
+    return _Repeat(repeat=repeat[0], seed=repeat[1], outcome=outcome,
                    source=source, scored=scored, uniform=uniform, task_answers=task_answers,
                    optimizer_calls=len(capture.calls), failed_calls=capture.failed,
                    judge_calls=(judge.calls - judge_calls_before) if judge else 0)
-
-
-def _sum(values: Sequence[Any]) -> int | None:
-    """A total over repeats of a count a summary may lack (None when every repeat lacks it)."""
-    present = [v for v in values if v is not None]
-    return sum(present) if present else None
 
 
 def _plant_result(record: Plant, repeats: list[_Repeat], judge: Judge | None) -> dict[str, Any]:
@@ -179,8 +173,8 @@ def _plant_result(record: Plant, repeats: list[_Repeat], judge: Judge | None) ->
                          "rate": _rate(sum(judged), len(judged)), "any": any(judged) if judged else None,
                          "calls": judge_calls, "interval": wilson_interval(sum(judged), len(judged))}
     rate, interval = _rate(named, len(scored)), wilson_interval(named, len(scored))
-    first = repeats[0].summary
-    summaries = [rep.summary for rep in repeats]
+    first = repeats[0].outcome.summary  # the first repeat's compile, as `honed compile --json` shows it
+    results = [rep.outcome.result for rep in repeats]
     return {
         "plant": record.model_dump(mode="json"),
         "scored_against": "decoy" if decoy else "cause",
@@ -202,9 +196,8 @@ def _plant_result(record: Plant, repeats: list[_Repeat], judge: Judge | None) ->
                               "reflections": len(uniform), "naming": sum(r.named for r in uniform),
                               "rate": _rate(sum(r.named for r in uniform), len(uniform))},
         "compile": {k: first.get(k) for k in _COMPILE_KEYS if k in first},
-        "calls": {"lm_calls": _sum([s.get("lm_calls") for s in summaries]),
-                  "budget_used": _sum([s.get("budget_used") for s in summaries]),
-                  "budget": first.get("budget"), "cache_hits": _sum([s.get("cache_hits") for s in summaries]),
+        "calls": {"lm_calls": sum(r.lm_calls for r in results), "budget_used": sum(r.budget_used for r in results),
+                  "budget": results[0].budget, "cache_hits": sum(r.cache_hits for r in results),
                   "optimizer_calls": sum(rep.optimizer_calls for rep in repeats), "judge_calls": judge_calls},
         "repeats": len(repeats),
         "per_repeat": [rep.describe() for rep in repeats],

@@ -25,31 +25,29 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import dspy
-from dspy.teleprompt import Teleprompter
 
 from honed.errors import ConfigError
 from honed.evaluate import ExampleResult, run_example, stops_evaluation
 from honed.modules import Behave, Procedure, Step
 from honed.modules.behave import STEPS_FIELD
 from honed.optimizers.attribution import example_gold
-from honed.optimizers.candidates import Candidate, PredictorState, build, example_id, seed_candidate
-from honed.optimizers.run import CompileRun, open_compile
-from honed.optimizers.search import CandidateSearch
+from honed.optimizers.candidates import Candidate, PredictorState, example_id
+from honed.optimizers.engine import EngineOptimizer, Proposer, Session, declared_settings
 from honed.optimizers.significance import DEFAULT_SIGNIFICANCE, check_significance
 from honed.programs.metrics import normalize
 from honed.runs.records import (
     Demonstration,
     DraftedProcedure,
     ErrorRecord,
-    Final,
     Observe,
     ReferenceDemonstration,
     StepEdit,
 )
+from honed.runs.result import BehaviorDetails
 from honed.signatures.behavior import DraftProcedure, FixStep, reference_signature
 
 _WORD = re.compile(r"\w+")
@@ -76,78 +74,28 @@ def first_departure(steps: Sequence[str], reference: Sequence[str]) -> int:
     return max(0, len(reference) - 1)
 
 
+@dataclass
+class _Observation:
+    """One refinement step's look at the target: its results on the minibatch, the reference executions,
+    and, per procedure step id, the failing cases that first depart there (result, step index, steps)."""
+
+    results: list[ExampleResult]
+    references: list[list[str] | None]
+    departures: dict[str, list[tuple[ExampleResult, int, list[str]]]] = field(default_factory=dict)
+
+
 def _recoverable(exc: Exception) -> bool:
     return not stops_evaluation(exc)  # requests blocked, budget spent, provider unreachable
 
 
-class BehaviorOptimizer(Teleprompter):
-    """Compile a program into step-wise behavior the target model follows (single-predictor programs;
-    in multi-predictor programs the predictor that produces the final answer gets the procedure).
+class _BehaviorProposer(Proposer):
+    """One BehaviorOptimizer compile's search: draft, demonstrate, then observe-locate-repair steps."""
 
-    Args:
-        metric: `metric(example, prediction, trace=None)` -> float in [0, 1].
-        optimizer_model: LM or litellm string that drafts, demonstrates and repairs; default
-            `honed.configure`'s optimizer model.
-        budget: distinct model requests the whole compile may make.
-        refinement_steps: observe-and-fix rounds after the draft (0: the draft alone).
-        demonstrations: False for the ablation (no worked examples; a "follow strictly" instruction).
-        max_demos: worked demonstrations kept. minibatch: examples observed per refinement step.
-        edits_per_step: repair proposals per refinement step (the first greedy, the others sampled).
-        significance: the returned program replaces the seed only when a one-sided paired sign test
-            on validation puts its gain at p <= this (1.0: any higher validation score will do).
-    """
+    opt: BehaviorOptimizer
 
-    name = "behavior"
-
-    def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600,
-                 refinement_steps: int = 3, demonstrations: bool = True, max_demos: int = 3, minibatch: int = 8,
-                 edits_per_step: int = 2, beam: int = 3, verify_passing: int = 3, draft_examples: int = 3,
-                 sample_temperature: float = 0.8, seed: int = 0, significance: float = DEFAULT_SIGNIFICANCE,
-                 num_threads: int | None = None,
-                 progress: bool | None = None) -> None:
-        super().__init__()
-        for label, value in (("budget", budget), ("minibatch", minibatch), ("edits_per_step", edits_per_step),
-                             ("beam", beam)):
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{label} must be a positive integer, got {value!r}")
-        # 0 refinement steps is the drafted procedure alone: ABO after step 0
-        if not isinstance(refinement_steps, int) or refinement_steps < 0:
-            raise ConfigError(f"refinement_steps must be a non-negative integer, got {refinement_steps!r}")
-        self.metric, self.optimizer_model, self.budget = metric, optimizer_model, budget
-        self.refinement_steps, self.demonstrations, self.max_demos = refinement_steps, demonstrations, max_demos
-        self.minibatch, self.edits_per_step, self.beam = minibatch, edits_per_step, beam
-        self.verify_passing, self.draft_examples = verify_passing, draft_examples
-        self.sample_temperature, self.seed = sample_temperature, seed
-        self.significance = check_significance(significance)
-        self.num_threads, self.progress = num_threads, progress
-        self.summary: dict[str, Any] = {}
-
-    def settings(self) -> dict[str, Any]:
-        return {"optimizer": self.name, "budget": self.budget, "refinement_steps": self.refinement_steps,
-                "demonstrations": self.demonstrations, "max_demos": self.max_demos, "minibatch": self.minibatch,
-                "edits_per_step": self.edits_per_step, "beam": self.beam, "verify_passing": self.verify_passing,
-                "draft_examples": self.draft_examples, "sample_temperature": self.sample_temperature,
-                "seed": self.seed, "significance": self.significance}
-
-    def compile(self, student: dspy.Module, *, trainset: Sequence[dspy.Example], teacher: Any = None,
-                valset: Sequence[dspy.Example] | None = None, run_dir: str | Path | None = None,
-                task: str | None = None, **kwargs: Any) -> dspy.Module:
-        """`run_dir`: the ledger and resume point (default: a new temporary folder). `task`: a name
-        recorded in the run's settings and shown by `honed report`."""
-        run, train, val, opt_lm, order = open_compile(self, student, trainset, valset, run_dir, task)
-        try:
-            return _BehaviorCompile(self, run, student, train, val, opt_lm, order).execute()
-        finally:
-            run.close()
-
-
-class _BehaviorCompile(CandidateSearch):
-    def __init__(self, opt: BehaviorOptimizer, run: CompileRun, student: dspy.Module, train: list[dspy.Example],
-                 val: list[dspy.Example], opt_lm: dspy.BaseLM, order: list[str]) -> None:
-        super().__init__(run, student, train, val, seed=opt.seed, beam=opt.beam, verify_passing=opt.verify_passing,
-                         significance=opt.significance)
-        self.opt, self.opt_lm, self.order = opt, opt_lm, order
-        self.target = order[-1]  # the predictor that produces the program's answer
+    def __init__(self, opt: BehaviorOptimizer, session: Session, student: dspy.Module) -> None:
+        super().__init__(opt, session, student)
+        self.target = session.order[-1]  # the predictor that produces the program's answer
         predictor = dict(student.named_predictors())[self.target]
         self.task_signature = getattr(predictor, "task_signature", predictor.signature)
         self.edits = 0
@@ -259,13 +207,7 @@ class _BehaviorCompile(CandidateSearch):
             self.task_signature.instructions, state.demo_ids, procedure.model_dump_json(), demos), origin)
 
     # -- the loop ------------------------------------------------------------------------------------
-    def execute(self) -> dspy.Module:
-        seed = seed_candidate(self.student, self.by_id)
-        seed_val = self.val_score(seed, self.val, "seed/val", "seed")
-        if seed_val is None:
-            raise ConfigError(f"budget {self.opt.budget} cannot pay for one validation pass "
-                              f"({self.run.eval_cost(len(self.val))} calls); raise --budget or use a smaller valset")
-        beam: list[tuple[Candidate, float]] = [(seed, seed_val)]
+    def search(self, seed: Candidate, seed_val: float, beam: list[tuple[Candidate, float]]) -> None:
         procedure = self.draft()
         drafted = self.behavior_candidate(seed, procedure, self.demonstrate(procedure), "drafted")
         drafted_val = self.val_score(drafted, self.val, "step0/val", "step0")
@@ -288,41 +230,46 @@ class _BehaviorCompile(CandidateSearch):
             self.run.tick(step=step_no, best=f"{beam[0][1]:.3f}")
         else:
             self.stop_reason = "refinement_steps"
-        best, best_val, gain = self.settle(beam, seed, seed_val)
-        self.log(Final(step="final", candidate=best.to_json(), val_score=best_val, baseline_val_score=seed_val,
-                       gain_over_seed=gain, step_scores=self.step_scores, following=self.following, edits=self.edits,
-                       edits_held=self.edits_held, stop_reason=self.stop_reason))
-        self.opt.summary = {
-            "optimizer": self.opt.name, "demonstrations": self.opt.demonstrations,
-            "baseline_val_score": seed_val, "val_score": best_val, "gain_over_seed": gain,
-            "step_scores": self.step_scores,
-            "following": self.following, "edits": self.edits, "edits_held": self.edits_held,
-            "verification_rate": (self.edits_held / self.edits) if self.edits else None,
-            "demos_accepted": self.demos_accepted, "demos_rejected": self.demos_rejected,
-            "demos_from_reference": self.demos_from_reference,
-            "budget": self.opt.budget, "budget_used": self.run.budget.used, "lm_calls": self.run.paid_calls(),
-            "cache_hits": self.run.cache_hits(), "stop_reason": self.stop_reason,
-            "run_dir": str(self.run.ledger.run_dir), "candidate": best.to_json(),
-        }
-        program = build(self.student, best, self.by_id)
-        program.honed_compile = dict(self.opt.summary)
-        return program
+
+    def final_fields(self) -> dict[str, Any]:
+        return {"step_scores": self.step_scores, "following": self.following, "edits": self.edits,
+                "edits_held": self.edits_held}
+
+    def details(self) -> BehaviorDetails:
+        return BehaviorDetails(demonstrations=self.opt.demonstrations, step_scores=self.step_scores,
+                               following=self.following, edits=self.edits, edits_held=self.edits_held,
+                               demos_accepted=self.demos_accepted, demos_rejected=self.demos_rejected,
+                               demos_from_reference=self.demos_from_reference)
 
     # -- 2-3. observe, locate, refine ----------------------------------------------------------------
     def refine(self, step_no: int, parent: Candidate, beam: list[tuple[Candidate, float]]) -> bool:
+        """One refinement step: observe the parent's behavior, repair the step it departs at most often,
+        rank what held. Returns False when the compile must stop (budget)."""
         procedure = Procedure.model_validate_json(parent.predictors[self.target].procedure or "")
+        seen = self.observe(step_no, parent, procedure)
+        if seen is None:
+            return False
+        if not seen.departures:
+            return True
+        admitted = self.repair(step_no, parent, procedure, seen)
+        if admitted is None:
+            return False
+        return self.rank(f"step{step_no}", admitted, beam) if admitted else True
+
+    def observe(self, step_no: int, parent: Candidate, procedure: Procedure) -> _Observation | None:
+        """Run the parent on a minibatch beside reference executions; record per-step following rates and
+        where each failing example first departs. None when the budget cannot pay for the step."""
         size = self.planned_minibatch()
         if not size:
             self.stop_reason = "budget"
-            return False
-        batch = self.rng.sample(self.train, size)
-        results = self.evaluate(parent, batch)
+            return None
+        results = self.evaluate(parent, self.rng.sample(self.train, size))
         if results is None:
-            return False
+            return None
         references = self.references(step_no, procedure, results)
         if references is None:
-            return False
-        departures: dict[str, list[tuple[ExampleResult, int, list[str]]]] = {}
+            return None
+        seen = _Observation(results, references)
         followed = Counter()
         for result, reference in zip(results, references, strict=True):
             if reference is None:
@@ -333,65 +280,82 @@ class _BehaviorCompile(CandidateSearch):
                                                                      expected)
             if result.score < 1.0:
                 at = first_departure(steps, reference)
-                departures.setdefault(procedure.steps[at].id, []).append((result, at, steps))
+                seen.departures.setdefault(procedure.steps[at].id, []).append((result, at, steps))
         observed = sum(r is not None for r in references)
         self.following = {step.id: (followed[step.id] / observed if observed else 0.0) for step in procedure.steps}
-        failing = sum(len(v) for v in departures.values())
-        self.log(Observe(step=f"step{step_no}/observe", candidate=parent.id, n=len(results), failures=failing,
-                         following=self.following, departures={k: len(v) for k, v in departures.items()},
-                         round_no=step_no))
-        if not departures:
-            return True
-        step_id = max(departures, key=lambda k: (len(departures[k]), -procedure.index(k)))
-        cases = departures[step_id]
-        passing = [r for r in results if r.score >= 1.0]
-        admitted: list[Candidate] = []
+        self.log(Observe(step=f"step{step_no}/observe", candidate=parent.id, n=len(results),
+                         failures=sum(len(v) for v in seen.departures.values()), following=self.following,
+                         departures={k: len(v) for k, v in seen.departures.items()}, round_no=step_no))
+        return seen
+
+    def repair(self, step_no: int, parent: Candidate, procedure: Procedure, seen: _Observation
+               ) -> list[Candidate] | None:
+        """Edits of the step most failures depart at, each verified on those failures and a few passing
+        examples; the admitted ones, or None when the budget ran out mid-verification.
+
+        Each edit is tried only while the budget left pays for its verification and for ranking one
+        more admitted candidate: what is left goes to ranking the edits already verified."""
+        step_id = max(seen.departures, key=lambda k: (len(seen.departures[k]), -procedure.index(k)))
+        cases = seen.departures[step_id]
+        passing = [r for r in seen.results if r.score >= 1.0]
         targeted = [case[0] for case in cases]
         verify_cost = self.run.eval_cost(len(targeted) + min(self.verify_passing, len(passing)))
+        admitted: list[Candidate] = []
+
+        def affords(extra_calls: int) -> bool:
+            return self.run.budget.affords(extra_calls + verify_cost + self.rank_cost(len(admitted) + 1))
+
         for edit_no, (result, at, steps) in enumerate(cases[: self.opt.edits_per_step]):
-            if not self.run.budget.affords(1 + verify_cost + self.rank_cost(len(admitted) + 1)):
-                break  # what is left goes to ranking the edits already verified
-            reference = references[results.index(result)] or []
-            config = {} if edit_no == 0 else {"temperature": self.opt.sample_temperature,
-                                              "seed": self.opt.seed * 100_003 + step_no * 101 + edit_no}
-            fix = self.ask(f"step{step_no}/fix{edit_no}", FixStep, config, procedure=procedure.render(),
-                           step=procedure.steps[at].instruction, model_did=steps[at] if at < len(steps) else "",
-                           should_produce=reference[at] if at < len(reference) else "")
-            candidates = []
-            if fix is not None:
-                self.edits += 1
-                new_procedure = self.apply_fix(procedure, step_id, fix)
-                self.log(StepEdit(step=f"step{step_no}/fix{edit_no}", step_id=step_id, action=fix.action,
-                                  new_step=fix.new_step, second_step=fix.second_step,
-                                  procedure=new_procedure.model_dump(mode="json") if new_procedure else None,
-                                  round_no=step_no, edit_no=edit_no))
-                if new_procedure is not None:
-                    demos = parent.predictors[self.target].worked_demos
-                    candidates.append(self.behavior_candidate(parent, new_procedure, demos, f"fix:{fix.action}"))
-            if self.opt.demonstrations and reference:
-                demo = self.worked_demo(result.example, list(reference), self.gold_outputs(result.example))
-                demos = (*parent.predictors[self.target].worked_demos, demo)[-self.opt.max_demos:]
-                # Verified first: showing a weak target the failing case done right needs no optimizer
-                # call, and demonstrations are what a small target follows best (the no-demos ablation
-                # loses most of the gain), so it is the edit to rank when the budget pays for one only.
-                candidates.insert(0, self.behavior_candidate(parent, procedure, demos, "demonstration"))
+            if not affords(1):
+                break
+            reference = seen.references[seen.results.index(result)] or []
             fix_held = False  # the verification rate is about the optimizer's repairs, not demonstrations
-            for candidate in candidates:
+            for candidate in self.edit_candidates(step_no, edit_no, parent, procedure, step_id, result, at, steps,
+                                                  reference):
                 if candidate.id in self.seen:
                     continue
-                if not self.run.budget.affords(verify_cost + self.rank_cost(len(admitted) + 1)):
+                if not affords(0):
                     break
                 self.seen.add(candidate.id)
                 from_edit = f"step{step_no}/fix{edit_no}" if candidate.origin.startswith("fix:") else None
                 verdict = self.verify(candidate, targeted, passing, f"step{step_no}/verify/{candidate.id}",
                                       round_no=step_no, edit_step=from_edit, step_id=step_id)
                 if verdict is None:
-                    return False
+                    return None
                 if verdict:
                     fix_held |= candidate.origin.startswith("fix:")
                     admitted.append(candidate)
             self.edits_held += fix_held
-        return self.rank(f"step{step_no}", admitted, beam) if admitted else True
+        return admitted
+
+    def edit_candidates(self, step_no: int, edit_no: int, parent: Candidate, procedure: Procedure, step_id: str,
+                        result: ExampleResult, at: int, steps: list[str], reference: list[str]) -> list[Candidate]:
+        """The candidates one failing case yields: the failing case demonstrated done right, then the
+        optimizer model's repair of the step (rewrite, split, or a check before it)."""
+        config = {} if edit_no == 0 else {"temperature": self.opt.sample_temperature,
+                                          "seed": self.opt.seed * 100_003 + step_no * 101 + edit_no}
+        fix = self.ask(f"step{step_no}/fix{edit_no}", FixStep, config, procedure=procedure.render(),
+                       step=procedure.steps[at].instruction, model_did=steps[at] if at < len(steps) else "",
+                       should_produce=reference[at] if at < len(reference) else "")
+        candidates = []
+        if fix is not None:
+            self.edits += 1
+            new_procedure = self.apply_fix(procedure, step_id, fix)
+            self.log(StepEdit(step=f"step{step_no}/fix{edit_no}", step_id=step_id, action=fix.action,
+                              new_step=fix.new_step, second_step=fix.second_step,
+                              procedure=new_procedure.model_dump(mode="json") if new_procedure else None,
+                              round_no=step_no, edit_no=edit_no))
+            if new_procedure is not None:
+                demos = parent.predictors[self.target].worked_demos
+                candidates.append(self.behavior_candidate(parent, new_procedure, demos, f"fix:{fix.action}"))
+        if self.opt.demonstrations and reference:
+            demo = self.worked_demo(result.example, list(reference), self.gold_outputs(result.example))
+            demos = (*parent.predictors[self.target].worked_demos, demo)[-self.opt.max_demos:]
+            # Verified first: showing a weak target the failing case done right needs no optimizer
+            # call, and demonstrations are what a small target follows best (the no-demos ablation
+            # loses most of the gain), so it is the edit to rank when the budget pays for one only.
+            candidates.insert(0, self.behavior_candidate(parent, procedure, demos, "demonstration"))
+        return candidates
 
     def planned_minibatch(self) -> int:
         """The largest minibatch (up to `minibatch`) for which the budget left pays one whole refinement
@@ -432,3 +396,49 @@ class _BehaviorCompile(CandidateSearch):
         if normalize(first) == normalize(old.instruction):
             return None
         return procedure.replace(step_id, [Step(id=step_id, instruction=first, produces=old.produces)])
+
+
+class BehaviorOptimizer(EngineOptimizer):
+    """Compile a program into step-wise behavior the target model follows (single-predictor programs;
+    in multi-predictor programs the predictor that produces the final answer gets the procedure).
+
+    Args:
+        metric: `metric(example, prediction, trace=None)` -> float in [0, 1].
+        optimizer_model: LM or litellm string that drafts, demonstrates and repairs; default
+            `honed.configure`'s optimizer model.
+        budget: distinct model requests the whole compile may make.
+        refinement_steps: observe-and-fix rounds after the draft (0: the draft alone).
+        demonstrations: False for the ablation (no worked examples; a "follow strictly" instruction).
+        max_demos: worked demonstrations kept. minibatch: examples observed per refinement step.
+        edits_per_step: repair proposals per refinement step (the first greedy, the others sampled).
+        significance: the returned program replaces the seed only when a one-sided paired sign test
+            on validation puts its gain at p <= this (1.0: any higher validation score will do).
+    """
+
+    name = "behavior"
+    proposer = _BehaviorProposer
+
+    def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600,
+                 refinement_steps: int = 3, demonstrations: bool = True, max_demos: int = 3, minibatch: int = 8,
+                 edits_per_step: int = 2, beam: int = 3, verify_passing: int = 3, draft_examples: int = 3,
+                 sample_temperature: float = 0.8, seed: int = 0, significance: float = DEFAULT_SIGNIFICANCE,
+                 num_threads: int | None = None,
+                 progress: bool | None = None) -> None:
+        super().__init__()
+        for label, value in (("budget", budget), ("minibatch", minibatch), ("edits_per_step", edits_per_step),
+                             ("beam", beam)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{label} must be a positive integer, got {value!r}")
+        # 0 refinement steps is the drafted procedure alone: ABO after step 0
+        if not isinstance(refinement_steps, int) or refinement_steps < 0:
+            raise ConfigError(f"refinement_steps must be a non-negative integer, got {refinement_steps!r}")
+        self.metric, self.optimizer_model, self.budget = metric, optimizer_model, budget
+        self.refinement_steps, self.demonstrations, self.max_demos = refinement_steps, demonstrations, max_demos
+        self.minibatch, self.edits_per_step, self.beam = minibatch, edits_per_step, beam
+        self.verify_passing, self.draft_examples = verify_passing, draft_examples
+        self.sample_temperature, self.seed = sample_temperature, seed
+        self.significance = check_significance(significance)
+        self.num_threads, self.progress = num_threads, progress
+
+    def settings(self) -> dict[str, Any]:
+        return declared_settings(self)

@@ -30,7 +30,6 @@ import json
 import logging
 import math
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -38,17 +37,15 @@ from pathlib import Path
 from typing import Any
 
 import dspy
-from dspy.teleprompt import Teleprompter
 
 from honed.errors import ConfigError, ModelRequestBlocked, find_cause
 from honed.evaluate import score_of
 from honed.models.faults import raise_if_unavailable
-from honed.optimizers.budget import BudgetExhausted, CallBudget
+from honed.optimizers.budget import BudgetExhausted
 from honed.optimizers.candidates import Candidate, PredictorState, example_id
-from honed.optimizers.ledger import RunLedger
-from honed.optimizers.run import CompileRun, model_settings, resolve_optimizer_lm
-from honed.runs.records import CandidateRecord, Final, OptimizerCall, Validate
-from honed.splits import content_hash, split_train_val
+from honed.optimizers.engine import EngineOptimizer, Proposer, Session, Settled
+from honed.runs.records import OptimizerCall, Validate
+from honed.runs.result import DSPyDetails
 
 DSPY_OPTIMIZERS: dict[str, str] = {
     "labeled": "LabeledFewShot",
@@ -372,7 +369,119 @@ def _graft(seed: dspy.Module, result: dspy.Module) -> dspy.Module:
     return program
 
 
-class DSPyOptimizer(Teleprompter):
+class _DSPyProposer(Proposer):
+    """One of DSPy's optimizers as the engine's proposer: it proposes one program, DSPy's result.
+
+    Its seed and its result are described as DSPy leaves them (demonstrations DSPy generated are named
+    `aug:<hash>`), and run as the very programs DSPy saw and returned, not rebuilt from that description.
+    """
+
+    opt: DSPyOptimizer
+
+    def __init__(self, opt: DSPyOptimizer, session: Session, student: dspy.Module) -> None:
+        super().__init__(opt, session, student)
+        self.known = {id(e): example_id(e, i) for i, e in enumerate(self.train)}
+        self.programs: dict[str, dspy.Module] = {}
+        self.optimized: Candidate | None = None
+        self.optimized_val: float | None = None
+        self.final_eval_calls = 0
+        self.note: str | None = None
+        self.fell_back = False
+
+    def seed_candidate(self) -> Candidate:
+        seed = _describe(self.student, self.known, "seed", None)
+        self.programs[seed.id] = self.student.deepcopy()
+        return seed
+
+    def program(self, candidate: Candidate) -> dspy.Module:
+        return self.programs[candidate.id]
+
+    def search(self, seed: Candidate, seed_val: float, beam: list[tuple[Candidate, float]]) -> None:
+        run, budget, hp = self.run, self.run.budget, self.opt.planned
+        # 1. DSPy's optimizer, holding back one validation pass for step 2.
+        reserve = run.eval_cost(len(self.val))
+        phase_limit = max(budget.used, budget.limit - reserve)
+        result: dspy.Module | None = None
+        error: str | None = None
+        started = time.perf_counter()
+        used_before = budget.used
+        full_limit = budget.limit
+        budget.limit = phase_limit
+        try:
+            output = _dspy_output(self.opt.progress, run.ledger.run_dir / DSPY_LOG)
+            with budget.scope(), dspy.context(max_errors=MAX_ERRORS), output:
+                result = _build_and_compile(self.opt.kind, hp, metric=self.opt.metric,
+                                            student=self.student.deepcopy(), train=self.train, val=self.val,
+                                            opt_lm=self.opt_lm, seed=self.opt.seed, num_threads=self.opt.num_threads)
+        except Exception as exc:  # the benchmark needs a row with the reason, not a crash
+            if find_cause(exc, ModelRequestBlocked):
+                raise
+            # Seen only when DSPy lets the error through; the validation pass of step 2 catches the rest.
+            raise_if_unavailable(exc, self.opt_lm)
+            if not (find_cause(exc, BudgetExhausted) or budget.used >= phase_limit):
+                error = _one_line(exc)
+        finally:
+            budget.limit = full_limit
+        run.tick()
+        if error is not None:
+            self.stop_reason = f"error: {error}"
+        elif budget.used >= phase_limit:
+            self.stop_reason = "budget"
+        else:
+            self.stop_reason = "completed"
+        optimized = _graft(self.programs[seed.id], result) if result is not None else None
+        candidate = _describe(optimized, self.known, f"dspy:{self.opt.kind}", seed.id) if optimized else None
+        run.log(OptimizerCall(step="optimizer", optimizer=self.opt.kind, dspy_optimizer=DSPY_OPTIMIZERS[self.opt.kind],
+                              status="finished" if self.stop_reason == "completed" else "stopped",
+                              stop_reason=self.stop_reason, returned_program=candidate is not None,
+                              hyperparameters=hp, optimizer_requests=budget.used - used_before,
+                              wall_s=round(time.perf_counter() - started, 2),
+                              candidate=candidate.to_json() if candidate is not None else None))
+        if candidate is None:
+            self.note = "DSPy returned no program"
+            return
+        # 2. DSPy's result on validation.
+        self.optimized = candidate
+        if candidate.id == seed.id:
+            self.optimized_val = seed_val  # the very program the seed is: no need to pay for it twice
+            return
+        self.programs[candidate.id] = optimized
+        paid_before = run.paid_calls()
+        try:
+            report = run.evaluate(optimized, self.val)
+        except Exception as exc:
+            if not find_cause(exc, BudgetExhausted):
+                raise
+            self.note = "the validation pass of DSPy's result did not fit the budget"
+            self.stop_reason = "budget"
+        else:
+            self.optimized_val = report.score
+            run.log(Validate(step="final/val", candidate=candidate.id, n=report.n, score=report.score,
+                             phase="final"))
+        self.final_eval_calls = run.paid_calls() - paid_before
+
+    def choose(self, beam: list[tuple[Candidate, float]], seed: Candidate, seed_val: float) -> Settled:
+        """DSPy's result when it is not worse than the seed on validation; otherwise the seed."""
+        if self.optimized is not None and self.optimized_val is not None:
+            if self.optimized_val >= seed_val:
+                return Settled(self.optimized, self.optimized_val, tested=False)
+            self.note = (f"DSPy's result scored {self.optimized_val:.4f} on validation, below the seed's "
+                         f"{seed_val:.4f}")
+        elif self.optimized is None:
+            self.note = self.note or "DSPy returned no program"
+        self.fell_back = True
+        return Settled(seed, seed_val, tested=False)
+
+    def final_fields(self) -> dict[str, Any]:
+        return {"optimizer_val_score": self.optimized_val, "fell_back_to_seed": self.fell_back, "note": self.note}
+
+    def details(self) -> DSPyDetails:
+        return DSPyDetails(dspy_optimizer=DSPY_OPTIMIZERS[self.opt.kind], hyperparameters=self.opt.planned,
+                           optimizer_val_score=self.optimized_val, fell_back_to_seed=self.fell_back,
+                           note=self.note, final_eval_calls=self.final_eval_calls)
+
+
+class DSPyOptimizer(EngineOptimizer):
     """One of DSPy's optimizers (`kind` in `DSPY_OPTIMIZERS`) under honed's budget, ledger and val guard.
 
     Args:
@@ -384,6 +493,8 @@ class DSPyOptimizer(Teleprompter):
         optimizer_model: LM (or litellm string) for proposals/reflection/teaching; default `honed.optimizer_lm()`.
         **hyperparameters: override planned hyperparameters by name (see `plan`), e.g. `breadth=4`.
     """
+
+    proposer = _DSPyProposer
 
     def __init__(self, kind: str, metric: Callable, *, budget: int = 600, seed: int = 0,
                  num_threads: int | None = None, optimizer_model: Any = None, progress: bool | None = None,
@@ -402,7 +513,7 @@ class DSPyOptimizer(Teleprompter):
         self.optimizer_model = optimizer_model
         self.progress = progress
         self.overrides = dict(hyperparameters)
-        self.summary: dict[str, Any] = {}
+        self.planned: dict[str, Any] = {}
 
     def hyperparameters(self, n_train: int, n_val: int, predictors: int) -> dict[str, Any]:
         planned = plan(self.kind, budget=self.budget, n_train=n_train, n_val=n_val, predictors=predictors)
@@ -412,132 +523,10 @@ class DSPyOptimizer(Teleprompter):
             raise ConfigError(f"{self.kind} has no hyperparameter {', '.join(unknown)}; it takes: {names}")
         return {**planned, **self.overrides}
 
-    def _optimizer_lm(self) -> dspy.BaseLM:
-        return resolve_optimizer_lm(self.optimizer_model)
-
-    def compile(self, student: dspy.Module, *, trainset: Sequence[dspy.Example], teacher: Any = None,
-                valset: Sequence[dspy.Example] | None = None, run_dir: str | Path | None = None,
-                task: str | None = None, **kwargs: Any) -> dspy.Module:
-        """`run_dir`: the ledger and resume point (default: a new temporary folder). `task`: a name
-        recorded in the run's settings and shown by `honed report`."""
-        if not trainset:
-            raise ConfigError(f"{self.kind} needs a non-empty trainset")
-        train, val = split_train_val(trainset, valset, seed=self.seed)
-        opt_lm = self._optimizer_lm()
-        task_lm = dspy.settings.lm
-        predictors = len(student.named_predictors())
-        hp = self.hyperparameters(len(train), len(val), predictors)
-        settings = {"optimizer": self.kind, "dspy_optimizer": DSPY_OPTIMIZERS[self.kind],
-                    "dspy_version": getattr(dspy, "__version__", None), "budget": self.budget, "seed": self.seed,
-                    "num_threads": self.num_threads, "max_errors": MAX_ERRORS, "hyperparameters": hp,
-                    **model_settings(task_lm, opt_lm),
-                    "train_hash": content_hash(train), "val_hash": content_hash(val)}
-        if task:
-            settings["task"] = task
-        ledger = RunLedger(run_dir or tempfile.mkdtemp(prefix="honed-run-"), settings)
-        run = CompileRun(budget=CallBudget(self.budget), ledger=ledger, metric=self.metric,
-                         predictors=predictors, progress=self.progress, num_threads=self.num_threads)
-        try:
-            return self._compile(run, student, train, val, hp, opt_lm)
-        finally:
-            run.close()
-
-    def _compile(self, run: CompileRun, student: dspy.Module, train: list[dspy.Example], val: list[dspy.Example],
-                 hp: dict[str, Any], opt_lm: dspy.BaseLM) -> dspy.Module:
-        budget = run.budget
-        known = {id(e): example_id(e, i) for i, e in enumerate(train)}
-        seed_program = student.deepcopy()
-        seed = _describe(student, known, "seed", None)
-
-        # 1. The seed on validation.
-        if not run.affords_eval(len(val)):
-            raise ConfigError(f"budget {self.budget} cannot pay for one validation pass "
-                              f"({run.eval_cost(len(val))} calls); raise --budget or use a smaller valset")
-        seed_report = run.evaluate(seed_program, val)
-        seed_val = seed_report.score
-        run.log(Validate(step="seed/val", candidate=seed.id, n=seed_report.n, score=seed_val, phase="seed"))
-        run.log(CandidateRecord(step="seed", candidate=seed.to_json(), val_score=seed_val))
-
-        # 2. DSPy's optimizer, holding back one validation pass for step 3.
-        reserve = run.eval_cost(len(val))
-        phase_limit = max(budget.used, budget.limit - reserve)
-        result: dspy.Module | None = None
-        error: str | None = None
-        started = time.perf_counter()
-        used_before = budget.used
-        full_limit = budget.limit
-        budget.limit = phase_limit
-        try:
-            output = _dspy_output(self.progress, run.ledger.run_dir / DSPY_LOG)
-            with budget.scope(), dspy.context(max_errors=MAX_ERRORS), output:
-                result = _build_and_compile(self.kind, hp, metric=self.metric, student=student.deepcopy(),
-                                            train=train, val=val, opt_lm=opt_lm, seed=self.seed,
-                                            num_threads=self.num_threads)
-        except Exception as exc:  # the benchmark needs a row with the reason, not a crash
-            if find_cause(exc, ModelRequestBlocked):
-                raise
-            # Seen only when DSPy lets the error through; the validation pass of step 3 catches the rest.
-            raise_if_unavailable(exc, opt_lm)
-            if not (find_cause(exc, BudgetExhausted) or budget.used >= phase_limit):
-                error = _one_line(exc)
-        finally:
-            budget.limit = full_limit
-        run.tick()
-        out_of_budget = budget.used >= phase_limit
-        if error is not None:
-            stop_reason = f"error: {error}"
-        elif out_of_budget:
-            stop_reason = "budget"
-        else:
-            stop_reason = "completed"
-        optimized = _graft(seed_program, result) if result is not None else None
-        candidate = _describe(optimized, known, f"dspy:{self.kind}", seed.id) if optimized is not None else None
-        run.log(OptimizerCall(step="optimizer", optimizer=self.kind, dspy_optimizer=DSPY_OPTIMIZERS[self.kind],
-                              status="finished" if stop_reason == "completed" else "stopped", stop_reason=stop_reason,
-                              returned_program=candidate is not None, hyperparameters=hp,
-                              optimizer_requests=budget.used - used_before,
-                              wall_s=round(time.perf_counter() - started, 2),
-                              candidate=candidate.to_json() if candidate is not None else None))
-
-        # 3. DSPy's result on validation; never worse than the seed.
-        optimized_val: float | None = None
-        final_eval_calls = 0
-        note = None
-        if candidate is not None and candidate.id == seed.id:
-            optimized_val = seed_val  # the very program the seed is: no need to pay for it twice
-        elif candidate is not None:
-            paid_before = run.paid_calls()
-            try:
-                report = run.evaluate(optimized, val)
-            except Exception as exc:
-                if not find_cause(exc, BudgetExhausted):
-                    raise
-                note = "the validation pass of DSPy's result did not fit the budget"
-                stop_reason = "budget"
-            else:
-                optimized_val = report.score
-                run.log(Validate(step="final/val", candidate=candidate.id, n=report.n, score=optimized_val,
-                                 phase="final"))
-            final_eval_calls = run.paid_calls() - paid_before
-        keep = optimized_val is not None and optimized_val >= seed_val
-        if optimized is not None and optimized_val is not None and not keep:
-            note = f"DSPy's result scored {optimized_val:.4f} on validation, below the seed's {seed_val:.4f}"
-        elif optimized is None:
-            note = note or "DSPy returned no program"
-        program, final, final_val = (optimized, candidate, optimized_val) if keep else (seed_program, seed, seed_val)
-        fell_back = not keep
-
-        run.log(Final(step="final", candidate=final.to_json(), val_score=final_val, baseline_val_score=seed_val,
-                      optimizer_val_score=optimized_val, stop_reason=stop_reason, fell_back_to_seed=fell_back,
-                      note=note))
-        self.summary = {
-            "optimizer": self.kind, "dspy_optimizer": DSPY_OPTIMIZERS[self.kind],
-            "baseline_val_score": seed_val, "val_score": final_val, "optimizer_val_score": optimized_val,
-            "fell_back_to_seed": fell_back, "note": note, "verification_rate": None,
-            "budget": self.budget, "budget_used": budget.used, "lm_calls": run.paid_calls(),
-            "final_eval_calls": final_eval_calls, "stop_reason": stop_reason, "run_dir": str(run.ledger.run_dir),
-            "cache_hits": run.cache_hits(), "hyperparameters": hp, "wall_s": round(run.elapsed(), 2),
-            "candidate": final.to_json(),
-        }
-        program.honed_compile = dict(self.summary)
-        return program
+    def run_settings(self, train: Sequence[dspy.Example], val: Sequence[dspy.Example], predictors: int
+                     ) -> dict[str, Any]:
+        """The DSPy optimizer, its version and its planned hyperparameters: what the run resumes under."""
+        self.planned = self.hyperparameters(len(train), len(val), predictors)
+        return {"optimizer": self.kind, "dspy_optimizer": DSPY_OPTIMIZERS[self.kind],
+                "dspy_version": getattr(dspy, "__version__", None), "budget": self.budget, "seed": self.seed,
+                "num_threads": self.num_threads, "max_errors": MAX_ERRORS, "hyperparameters": self.planned}

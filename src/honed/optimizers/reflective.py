@@ -15,130 +15,47 @@ reflections change what the target model does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import dspy
-from dspy.teleprompt import Teleprompter
 from dspy.utils.exceptions import AdapterParseError
 
 from honed.errors import ConfigError, find_cause
 from honed.evaluate import ExampleResult, stops_evaluation
 from honed.optimizers.attribution import attribute, gold_labels
-from honed.optimizers.candidates import Candidate, PredictorState, build, seed_candidate
-from honed.optimizers.run import CompileRun, open_compile
-from honed.optimizers.search import CandidateSearch, result_id
+from honed.optimizers.candidates import Candidate, PredictorState
+from honed.optimizers.engine import EngineOptimizer, Proposer, Session, declared_settings
+from honed.optimizers.search import result_id
 from honed.optimizers.significance import DEFAULT_SIGNIFICANCE, check_significance
 from honed.programs.metrics import normalize
-from honed.runs.records import CandidateRecord, Claim, Final, Minibatch
+from honed.runs.records import Claim, Minibatch
+from honed.runs.result import ReflectiveDetails
 from honed.signatures.reflect import ProposeFix
 
 
-class ReflectiveRefine(Teleprompter):
-    """Compile any `dspy.Module` by verified reflection on the target model's errors.
+class _ReflectiveProposer(Proposer):
+    """One ReflectiveRefine compile's search (kept apart so the optimizer object stays reusable)."""
 
-    Args:
-        metric: `metric(example, prediction, trace=None)` -> float in [0, 1] (or an object with
-            `.score` and optional `.feedback`, which is shown to the optimizer model).
-        optimizer_model: LM (or litellm string) that reflects; default: `honed.configure`'s optimizer model.
-        budget: distinct model requests the whole compile may make (task + optimizer model).
-        beam: programs kept between rounds. minibatch: training examples run per round.
-        claims_per_round: reflections asked per round (the first greedy, the others sampled at
-            `reflection_temperature` with fixed seeds). errors_per_claim: mistakes shown per reflection.
-        verify_passing: passing examples re-run to catch regressions. max_demos: demonstrations per predictor.
-        significance: the returned program replaces the seed only when a one-sided paired sign test
-            on validation puts its gain at p <= this (1.0: any higher validation score will do).
-    """
+    opt: ReflectiveRefine
 
-    name = "reflective"
-
-    def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600, beam: int = 4,
-                 minibatch: int = 16, claims_per_round: int = 2, errors_per_claim: int = 4, verify_passing: int = 4,
-                 max_demos: int = 4, max_rounds: int = 20, reflection_temperature: float = 0.8, seed: int = 0,
-                 significance: float = DEFAULT_SIGNIFICANCE, num_threads: int | None = None,
-                 progress: bool | None = None) -> None:
-        super().__init__()
-        for label, value in (("budget", budget), ("beam", beam), ("minibatch", minibatch),
-                             ("claims_per_round", claims_per_round), ("errors_per_claim", errors_per_claim),
-                             ("max_rounds", max_rounds)):
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{label} must be a positive integer, got {value!r}")
-        self.metric = metric
-        self.optimizer_model = optimizer_model
-        self.budget = budget
-        self.beam = beam
-        self.minibatch = minibatch
-        self.claims_per_round = claims_per_round
-        self.errors_per_claim = errors_per_claim
-        self.verify_passing = verify_passing
-        self.max_demos = max_demos
-        self.max_rounds = max_rounds
-        self.reflection_temperature = reflection_temperature
-        self.seed = seed
-        self.significance = check_significance(significance)
-        self.num_threads = num_threads
-        self.progress = progress
-        self.summary: dict[str, Any] = {}
-
-    def settings(self) -> dict[str, Any]:
-        return {"optimizer": self.name, "budget": self.budget, "beam": self.beam, "minibatch": self.minibatch,
-                "claims_per_round": self.claims_per_round, "errors_per_claim": self.errors_per_claim,
-                "verify_passing": self.verify_passing, "max_demos": self.max_demos, "max_rounds": self.max_rounds,
-                "reflection_temperature": self.reflection_temperature, "seed": self.seed,
-                "significance": self.significance}
-
-    def compile(self, student: dspy.Module, *, trainset: Sequence[dspy.Example], teacher: Any = None,
-                valset: Sequence[dspy.Example] | None = None, run_dir: str | Path | None = None,
-                task: str | None = None, **kwargs: Any) -> dspy.Module:
-        """`run_dir`: the ledger and resume point (default: a new temporary folder). `task`: a name
-        recorded in the run's settings and shown by `honed report`."""
-        run, train, val, opt_lm, order = open_compile(self, student, trainset, valset, run_dir, task)
-        try:
-            return _Compile(self, run, student, train, val, opt_lm, order).execute()
-        finally:
-            run.close()
-
-
-class _Compile(CandidateSearch):
-    """The state of one ReflectiveRefine compile (kept apart so the optimizer object stays reusable)."""
-
-    def __init__(self, opt: ReflectiveRefine, run: CompileRun, student: dspy.Module, train: list[dspy.Example],
-                 val: list[dspy.Example], opt_lm: dspy.BaseLM, order: list[str]) -> None:
-        super().__init__(run, student, train, val, seed=opt.seed, beam=opt.beam, verify_passing=opt.verify_passing,
-                         significance=opt.significance)
-        self.opt, self.opt_lm, self.order = opt, opt_lm, order
+    def __init__(self, opt: ReflectiveRefine, session: Session, student: dspy.Module) -> None:
+        super().__init__(opt, session, student)
         self.claims = 0
         self.held = 0
 
     # -- the loop ------------------------------------------------------------------------------------
-    def execute(self) -> dspy.Module:
-        seed = seed_candidate(self.student, self.by_id)
-        self.seen.add(seed.id)
-        seed_val = self.val_score(seed, self.val, "seed/val", "seed")
-        if seed_val is None:
-            raise ConfigError(f"budget {self.opt.budget} cannot pay for one validation pass "
-                              f"({self.run.eval_cost(len(self.val))} calls); raise --budget or use a smaller valset")
-        self.log(CandidateRecord(step="seed", candidate=seed.to_json(), val_score=seed_val))
-        beam: list[tuple[Candidate, float]] = [(seed, seed_val)]
+    def search(self, seed: Candidate, seed_val: float, beam: list[tuple[Candidate, float]]) -> None:
         for round_no in range(1, self.opt.max_rounds + 1):
             if not self.round(round_no, beam):
                 break
             self.run.tick(round=round_no, best=f"{beam[0][1]:.3f}")
-        best, best_val, gain = self.settle(beam, seed, seed_val)
-        self.log(Final(step="final", candidate=best.to_json(), val_score=best_val, baseline_val_score=seed_val,
-                       gain_over_seed=gain, claims=self.claims, claims_held=self.held, stop_reason=self.stop_reason))
-        self.opt.summary = {
-            "optimizer": self.opt.name, "baseline_val_score": seed_val, "val_score": best_val, "gain_over_seed": gain,
-            "claims": self.claims, "claims_held": self.held,
-            "verification_rate": (self.held / self.claims) if self.claims else None,
-            "budget": self.opt.budget, "budget_used": self.run.budget.used, "lm_calls": self.run.paid_calls(),
-            "stop_reason": self.stop_reason, "run_dir": str(self.run.ledger.run_dir),
-            "cache_hits": self.run.cache_hits(), "candidate": best.to_json(),
-        }
-        program = build(self.student, best, self.by_id)
-        program.honed_compile = dict(self.opt.summary)
-        return program
+
+    def final_fields(self) -> dict[str, Any]:
+        return {"claims": self.claims, "claims_held": self.held}
+
+    def details(self) -> ReflectiveDetails:
+        return ReflectiveDetails(claims=self.claims, claims_held=self.held)
 
     def round(self, round_no: int, beam: list[tuple[Candidate, float]]) -> bool:
         """One round; returns False when the compile must stop (budget)."""
@@ -260,3 +177,53 @@ class _Compile(CandidateSearch):
             if demos != state.demo_ids:
                 made.append(parent.with_predictor(target, PredictorState(state.instructions, demos), "demonstrations"))
         return made
+
+
+class ReflectiveRefine(EngineOptimizer):
+    """Compile any `dspy.Module` by verified reflection on the target model's errors.
+
+    Args:
+        metric: `metric(example, prediction, trace=None)` -> float in [0, 1] (or an object with
+            `.score` and optional `.feedback`, which is shown to the optimizer model).
+        optimizer_model: LM (or litellm string) that reflects; default: `honed.configure`'s optimizer model.
+        budget: distinct model requests the whole compile may make (task + optimizer model).
+        beam: programs kept between rounds. minibatch: training examples run per round.
+        claims_per_round: reflections asked per round (the first greedy, the others sampled at
+            `reflection_temperature` with fixed seeds). errors_per_claim: mistakes shown per reflection.
+        verify_passing: passing examples re-run to catch regressions. max_demos: demonstrations per predictor.
+        significance: the returned program replaces the seed only when a one-sided paired sign test
+            on validation puts its gain at p <= this (1.0: any higher validation score will do).
+    """
+
+    name = "reflective"
+    proposer = _ReflectiveProposer
+
+    def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600, beam: int = 4,
+                 minibatch: int = 16, claims_per_round: int = 2, errors_per_claim: int = 4, verify_passing: int = 4,
+                 max_demos: int = 4, max_rounds: int = 20, reflection_temperature: float = 0.8, seed: int = 0,
+                 significance: float = DEFAULT_SIGNIFICANCE, num_threads: int | None = None,
+                 progress: bool | None = None) -> None:
+        super().__init__()
+        for label, value in (("budget", budget), ("beam", beam), ("minibatch", minibatch),
+                             ("claims_per_round", claims_per_round), ("errors_per_claim", errors_per_claim),
+                             ("max_rounds", max_rounds)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{label} must be a positive integer, got {value!r}")
+        self.metric = metric
+        self.optimizer_model = optimizer_model
+        self.budget = budget
+        self.beam = beam
+        self.minibatch = minibatch
+        self.claims_per_round = claims_per_round
+        self.errors_per_claim = errors_per_claim
+        self.verify_passing = verify_passing
+        self.max_demos = max_demos
+        self.max_rounds = max_rounds
+        self.reflection_temperature = reflection_temperature
+        self.seed = seed
+        self.significance = check_significance(significance)
+        self.num_threads = num_threads
+        self.progress = progress
+
+    def settings(self) -> dict[str, Any]:
+        return declared_settings(self)

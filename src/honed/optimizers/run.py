@@ -1,4 +1,4 @@
-"""Machinery every honed optimizer shares: the budget, the run ledger, budgeted evaluation and progress.
+"""What one compile holds while it runs: the budget, the run ledger, budgeted evaluation and progress.
 
 `CompileRun` evaluates only what the budget can pay for *before* it starts (each step's upper bound:
 examples x predictors), so a step is never cut short mid-way and a compile is deterministic for a
@@ -8,7 +8,6 @@ given seed and warm cache. Each evaluation is a ledger step with a stable id.
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -16,26 +15,27 @@ from typing import Any
 import dspy
 
 from honed.config import current_cache, make_lm, optimizer_lm
-from honed.errors import ConfigError
-from honed.evaluate import EvalReport, evaluate
+from honed.evaluate import EvalReport
+from honed.executors import Executor, ThreadExecutor
 from honed.models.faults import raise_if_unavailable
 from honed.models.identity import lm_identity
 from honed.optimizers.budget import CallBudget
 from honed.runs.ledger import RunLedger
 from honed.runs.records import Record
-from honed.splits import content_hash, split_train_val
 
 
 class CompileRun:
-    """One compile: budget, ledger, progress bar, and the task model's call counts."""
+    """One compile: budget, ledger, progress bar, the executor its evaluations run on, and call counts."""
 
     def __init__(self, *, budget: CallBudget, ledger: RunLedger, metric: Callable, predictors: int,
-                 progress: bool | None = None, num_threads: int | None = None) -> None:
+                 progress: bool | None = None, num_threads: int | None = None,
+                 executor: Executor | None = None) -> None:
         self.budget = budget
         self.ledger = ledger
         self.metric = metric
         self.predictors = max(1, predictors)
         self.num_threads = num_threads
+        self.executor = executor or ThreadExecutor(num_threads)
         self.started = time.perf_counter()
         self._cache_before = current_cache().counts()
         show = sys.stderr.isatty() if progress is None else progress
@@ -54,7 +54,7 @@ class CompileRun:
     def evaluate(self, program: dspy.Module, examples: Sequence[dspy.Example]) -> EvalReport:
         """Evaluate under the budget (the caller has checked `affords_eval`)."""
         with self.budget.scope():
-            report = evaluate(program, examples, self.metric, num_threads=self.num_threads, progress=False)
+            report = self.executor.evaluate(program, examples, self.metric)
         self.tick()
         return report
 
@@ -119,21 +119,3 @@ def model_settings(task_lm: Any, opt_lm: Any) -> dict[str, Any]:
     return {"task_model": getattr(task_lm, "model", None), "optimizer_model": getattr(opt_lm, "model", None),
             "task_model_identity": lm_identity(task_lm), "optimizer_model_identity": lm_identity(opt_lm)}
 
-
-def open_compile(optimizer: Any, student: dspy.Module, trainset: Sequence[dspy.Example],
-                 valset: Sequence[dspy.Example] | None, run_dir: Any, task: str | None = None
-                 ) -> tuple[CompileRun, list[dspy.Example], list[dspy.Example], dspy.BaseLM, list[str]]:
-    """Everything a honed optimizer's compile starts with: splits, optimizer model, ledger, budget, run."""
-    if not trainset:
-        raise ConfigError(f"{type(optimizer).__name__} needs a non-empty trainset")
-    train, val = split_train_val(trainset, valset, seed=optimizer.seed)
-    opt_lm = resolve_optimizer_lm(optimizer.optimizer_model)
-    settings = {**optimizer.settings(), **model_settings(dspy.settings.lm, opt_lm),
-                "train_hash": content_hash(train), "val_hash": content_hash(val)}
-    if task:
-        settings["task"] = task
-    ledger = RunLedger(run_dir or tempfile.mkdtemp(prefix="honed-run-"), settings)
-    order = [name for name, _ in student.named_predictors()]
-    run = CompileRun(budget=CallBudget(optimizer.budget), ledger=ledger, metric=optimizer.metric,
-                     predictors=len(order), progress=optimizer.progress, num_threads=optimizer.num_threads)
-    return run, list(train), list(val), opt_lm, order

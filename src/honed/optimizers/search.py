@@ -1,14 +1,14 @@
 """The search steps every honed optimizer shares: budgeted evaluation of candidates, verification of
 an edit on the examples it claims to fix, successive-halving ranking on validation, and ledger logging.
 
-An optimizer's per-compile state subclasses `CandidateSearch` and adds only its own proposals.
+An optimizer's proposer (`honed.optimizers.engine.Proposer`) subclasses `CandidateSearch` and adds only
+its own proposals; the engine owns the lifecycle around them.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any
 
 import dspy
 
@@ -17,6 +17,7 @@ from honed.optimizers.candidates import Candidate, build, example_id
 from honed.optimizers.run import CompileRun
 from honed.optimizers.significance import DEFAULT_SIGNIFICANCE, paired_gain
 from honed.runs.records import Record, Validate, Verify
+from honed.runs.result import GainTest
 
 
 class CandidateSearch:
@@ -44,7 +45,11 @@ class CandidateSearch:
         if not self.run.affords_eval(len(examples)):
             self.stop_reason = "budget"
             return None
-        return self.run.evaluate(build(self.student, candidate, self.by_id), examples).results
+        return self.run.evaluate(self.program(candidate), examples).results
+
+    def program(self, candidate: Candidate) -> dspy.Module:
+        """The runnable program a candidate stands for: the seed program carrying its state."""
+        return build(self.student, candidate, self.by_id)
 
     def val_score(self, candidate: Candidate, examples: Sequence[dspy.Example], step: str, phase: str
                   ) -> float | None:
@@ -107,24 +112,24 @@ class CandidateSearch:
         return paid_for
 
     def settle(self, beam: list[tuple[Candidate, float]], seed: Candidate, seed_val: float
-               ) -> tuple[Candidate, float, dict[str, Any] | None]:
+               ) -> tuple[Candidate, float, GainTest | None]:
         """The program to return: the best beam member whose validation gain over the seed is not
         chance (a paired sign test, see `honed.optimizers.significance`), else the seed.
 
         Returns the candidate, its validation score, and the sign test of the candidate returned (or,
         when the seed is kept, of the best-scoring candidate; None when none scored above the seed),
-        which the final record and the summary carry.
+        which the final record and the result carry.
         """
         seed_scores = self.val_outcomes[seed.id]
-        reported: dict[str, Any] | None = None
+        reported: GainTest | None = None
         for candidate, score in beam:
             if candidate.id == seed.id or score <= seed_val:
                 continue
             gain = paired_gain(seed_scores, self.val_outcomes[candidate.id], self.significance)
-            if reported is None:
-                reported = {"candidate": candidate.id, "val_score": score, **gain.to_json()}
+            test = GainTest(candidate=candidate.id, val_score=score, **gain.to_json())
+            reported = reported or test
             if gain.holds:
-                return candidate, score, {"candidate": candidate.id, "val_score": score, **gain.to_json()}
+                return candidate, score, test
         return seed, seed_val, reported
 
     def rank_cost(self, candidates: int = 1) -> int:

@@ -11,11 +11,11 @@ import argparse
 import json
 import shlex
 import time
+from collections.abc import Callable
 from typing import Any
 
 from honed.artifact import save
-from honed.cli_compile import check_out
-from honed.cli_options import model_options, positive_int
+from honed.cli.options import check_out, configure_from, model_options, positive_int
 from honed.compiling import compile_task
 from honed.evaluate import evaluate
 from honed.programs import load_task
@@ -36,7 +36,7 @@ used, and the artifact it wrote (deploy it with `honed run FILE --input JSON`).
 """
 
 
-def add_parser(commands: Any) -> None:
+def register(commands: Any) -> None:
     quick = commands.add_parser("quickstart", help="compile a bundled task on the embedded models and compare",
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
     quick.add_argument("--task", default=QUICKSTART_TASK, help=f"bundled task (default {QUICKSTART_TASK})")
@@ -50,9 +50,15 @@ def add_parser(commands: Any) -> None:
                        help=f"test examples scored before and after (default {QUICKSTART_LIMIT})")
     quick.add_argument("--out", default="quickstart.json", help="artifact to write (default quickstart.json)")
     model_options(quick)
+    quick.set_defaults(handler=handle)
 
 
-def cmd_quickstart(args: argparse.Namespace, configure: Any) -> int:
+def handle(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    return cmd_quickstart(args, lambda: configure_from(args))
+
+
+def cmd_quickstart(args: argparse.Namespace, configure: Callable[[], Any]) -> int:
+    """Run the quickstart; `configure` is called once the task has loaded, so a bad `--task` costs no model."""
     check_out(args.out)
     task = load_task(args.task)
     settings = configure()
@@ -67,19 +73,19 @@ def cmd_quickstart(args: argparse.Namespace, configure: Any) -> int:
     print(f"\n2/3 compiling with {args.optimizer} (budget {args.budget} model calls)")
     outcome = compile_task(task, args.optimizer, budget=args.budget, seed=0, train_size=100, val_size=20,
                            cache_dir=settings.cache_dir)
-    summary = outcome.summary
-    print(f"    validation {summary['baseline_val_score']:.2f} -> {summary['val_score']:.2f}; "
-          f"{summary.get('budget_used')} of {args.budget} budgeted calls, {summary.get('lm_calls')} paid "
-          f"(the rest were cache hits); stopped: {summary.get('stop_reason')}")
+    result = outcome.result
+    print(f"    validation {result.baseline_val_score:.2f} -> {result.val_score:.2f}; "
+          f"{result.budget_used} of {args.budget} budgeted calls, {result.lm_calls} paid "
+          f"(the rest were cache hits); stopped: {result.stop_reason}")
     print(f"\n3/3 the compiled program on the same {len(examples)} test examples")
     after = evaluate(outcome.program, examples, task.metric)
     save(outcome.program, args.out, provenance=outcome.provenance())
     print(f"    score {after.score:.2f} ({after.lm_calls} model calls, {after.cache_hits} cache hits)")
     print(f"\n  {task.name}: {before.score:.2f} uncompiled -> {after.score:.2f} compiled, "
           f"in {time.perf_counter() - started:.0f}s")
-    print(f"  artifact {args.out}; run dir {summary['run_dir']}")
+    print(f"  artifact {args.out}; run dir {result.run_dir}")
     print(f"  responses cached in {settings.cache_dir or 'memory'}: run it again and it makes no model calls.")
     sample = json.dumps({task.input_field: str(task.test[0][task.input_field])}, ensure_ascii=False)
     print(f"\n  next: honed run {shlex.quote(args.out)} --input {shlex.quote(sample)}")
-    print(f"        honed report {summary['run_dir']} --out report.html")
+    print(f"        honed report {result.run_dir} --out report.html")
     return 0

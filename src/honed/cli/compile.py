@@ -1,21 +1,21 @@
-"""`honed compile` and `honed report`: compile a task's program into an artifact, and render a run.
+"""`honed compile`: compile a task's program with an optimizer into an artifact.
 
-Kept apart from `honed.cli` (evaluation and running) so that each command module stays small.
+The task, the models and the program are checked, and `--out` is checked writable, before the compile
+spends any of its budget: a mistake found after an hour of model calls costs that hour.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-from pathlib import Path
 from typing import Any
 
+from honed.adapter import check_program
 from honed.artifact import program_hash, save
-from honed.cli_options import model_options, positive_int, task_options
+from honed.cli.options import check_out, configure_from, model_options, positive_int, task_from, task_options
 from honed.compiling import compile_task
 from honed.errors import ConfigError
-from honed.report import write_report
+from honed.runs.result import BehaviorDetails, ReflectiveDetails
 
 COMPILE_EPILOG = """examples:
   honed compile sentiment --optimizer reflective --budget 600 --seed 0 --out sentiment.json
@@ -31,7 +31,7 @@ or returns the finished one without model calls. Evaluate the result with
 """
 
 
-def add_parsers(commands: Any) -> None:
+def register(commands: Any) -> None:
     comp = commands.add_parser("compile", help="compile a task's program with an optimizer into an artifact",
                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=COMPILE_EPILOG)
     task_options(comp)
@@ -48,30 +48,19 @@ def add_parsers(commands: Any) -> None:
                       help="behavior optimizer only: no worked demonstrations (the paper's ablation)")
     comp.add_argument("--json", action="store_true", help="print one JSON object")
     model_options(comp)
-
-    rep = commands.add_parser("report", help="render a run directory or artifact as an HTML page",
-                              formatter_class=argparse.RawDescriptionHelpFormatter,
-                              epilog="example:\n  honed report ~/.cache/honed/runs/sentiment-reflective-1a2b3c "
-                                     "--out r.html")
-    rep.add_argument("source", help="run directory, ledger.jsonl, or artifact JSON")
-    rep.add_argument("--out", help="HTML file to write (default: report.html in the run dir / beside the artifact)")
+    comp.set_defaults(handler=handle)
 
 
-def check_out(out: str) -> None:
-    """Refuse an `--out` that cannot be written *before* the compile spends its budget, not after."""
-    target = Path(out).expanduser()
-    if target.is_dir():
-        raise ConfigError(f"--out {out} is a directory; give the artifact's file name, e.g. {target / 'program.json'}")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot create its folder ({exc.strerror or exc}); choose another path"
-                          ) from None
-    if not os.access(target.parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise ConfigError(f"--out {out}: not writable; choose another path")
+def handle(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    task = task_from(args, parser)
+    settings = configure_from(args)
+    check_program(task.program())
+    return cmd_compile(args, task, settings)
 
 
 def cmd_compile(args: argparse.Namespace, task: Any, settings: Any) -> int:
+    """Compile `task` under `settings` (already configured) and save the artifact; apart from `handle` so a
+    caller can pass its own task and models."""
     check_out(args.out)
     options = {}
     if args.no_demonstrations:
@@ -88,34 +77,29 @@ def cmd_compile(args: argparse.Namespace, task: Any, settings: Any) -> int:
     if args.json:
         print(json.dumps(summary, default=str))
         return 0
-    rate = summary.get("verification_rate")
-    print(f"compiled {task.name} with {args.optimizer}: validation {summary['baseline_val_score']:.3f} -> "
-          f"{summary['val_score']:.3f}")
-    if summary.get("val_size_note"):
-        print(f"  {summary['val_size_note']} (--val-size, --budget)")
-    gain = summary.get("gain_over_seed")
+    result = outcome.result
+    print(f"compiled {task.name} with {args.optimizer}: validation {result.baseline_val_score:.3f} -> "
+          f"{result.val_score:.3f}")
+    if outcome.val_size_note:
+        print(f"  {outcome.val_size_note} (--val-size, --budget)")
+    gain = result.gain_over_seed
     if gain:
-        verdict = "returned" if gain["holds"] else "not returned: the seed was kept, as the gain may be chance"
-        print(f"  best candidate: validation {gain['val_score']:.3f}, won {gain['wins']} and lost {gain['losses']} "
-              f"examples against the seed (sign test p={gain['p_value']:.3f}, needs <= {gain['significance']:g}); "
+        verdict = "returned" if gain.holds else "not returned: the seed was kept, as the gain may be chance"
+        print(f"  best candidate: validation {gain.val_score:.3f}, won {gain.wins} and lost {gain.losses} "
+              f"examples against the seed (sign test p={gain.p_value:.3f}, needs <= {gain.significance:g}); "
               f"{verdict}")
-    if "claims" in summary:
-        print(f"  reflections: {summary['claims']} claims, {summary['claims_held']} held when verified"
+    details, rate = result.details, result.verification_rate
+    if isinstance(details, ReflectiveDetails):
+        print(f"  reflections: {details.claims} claims, {details.claims_held} held when verified"
               + (f" (verification rate {rate:.0%})" if rate is not None else ""))
-    if "edits" in summary:
-        steps = ", ".join(f"{s['step']}: {s['best_val_score']:.3f}" for s in summary.get("step_scores", []))
-        print(f"  step edits: {summary['edits']}, {summary['edits_held']} held; best validation by step: {steps}")
-        following = ", ".join(f"{k} {v:.0%}" for k, v in summary.get("following", {}).items())
+    if isinstance(details, BehaviorDetails):
+        steps = ", ".join(f"{s['step']}: {s['best_val_score']:.3f}" for s in details.step_scores)
+        print(f"  step edits: {details.edits}, {details.edits_held} held; best validation by step: {steps}")
+        following = ", ".join(f"{k} {v:.0%}" for k, v in details.following.items())
         if following:
             print(f"  following rate per step: {following}")
-    print(f"  budget {summary.get('budget_used')}/{summary.get('budget')} requests, {summary.get('lm_calls')} "
-          f"model calls (the rest were cache hits), stopped: {summary.get('stop_reason')}")
-    print(f"  artifact {args.out}; run dir {summary['run_dir']}")
-    print(f"  next: honed eval {task.name} --artifact {args.out}   |   honed report {summary['run_dir']}")
-    return 0
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    path = write_report(args.source, args.out)
-    print(str(path))
+    print(f"  budget {result.budget_used}/{result.budget} requests, {result.lm_calls} "
+          f"model calls (the rest were cache hits), stopped: {result.stop_reason}")
+    print(f"  artifact {args.out}; run dir {result.run_dir}")
+    print(f"  next: honed eval {task.name} --artifact {args.out}   |   honed report {result.run_dir}")
     return 0

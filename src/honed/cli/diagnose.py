@@ -5,8 +5,7 @@
 - `honed diagnose following ARTIFACT_OR_RUN`: for each refinement a compile accepted, did it change what
   the target does on the examples it targeted?
 
-Kept apart from `honed.cli` so that each command module stays small. Both write `<name>.json` and
-`<name>.html` into `--out`; `--json` prints the result as one JSON object.
+Both write `<name>.json` and `<name>.html` into `--out`; `--json` prints the result as one JSON object.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from honed.cli_options import model_options, positive_int, task_options
+from honed.cli.options import configure_from, model_options, positive_int, task_from, task_options
 from honed.config import default_cache_dir
 from honed.diagnose import diagnose_following, diagnose_reflection
 from honed.diagnose.reflection import parse_plants
@@ -39,7 +38,7 @@ following: reads a compile's ledger.
 """
 
 
-def add_parsers(commands: Any) -> None:
+def register(commands: Any) -> None:
     diag = commands.add_parser("diagnose", help="does an optimizer find planted causes; do its refinements work",
                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=DIAGNOSE_EPILOG)
     which = diag.add_subparsers(dest="diagnosis", metavar="{reflection,following}")
@@ -73,6 +72,11 @@ def add_parsers(commands: Any) -> None:
     follow.add_argument("source", help="run directory, its ledger.jsonl, or an artifact whose provenance names one")
     follow.add_argument("--out", help="folder for following.json and following.html (default: the run directory)")
     follow.add_argument("--json", action="store_true", help="print one JSON object")
+    diag.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    return cmd_diagnose(args, lambda: task_from(args, parser), lambda: configure_from(args))
 
 
 def cmd_diagnose(args: argparse.Namespace, load_task: Callable[[], Any], configure: Callable[[], Any]) -> int:
