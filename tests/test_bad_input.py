@@ -332,17 +332,21 @@ def test_embedded_model_refuses_an_absurdly_long_row_before_generating(tmp_path)
 
 @pytest.mark.model
 def test_cli_eval_reports_the_over_long_row(tmp_path, capsys):
+    """The row is refused at load, by file and line, before any model call; --allow-errors does not turn the
+    refusal into a scored example, and --json prints nothing a caller could mistake for a result."""
     from honed.cli import main
 
     train = _write_rows(tmp_path / "yn.train.jsonl",
                         [{"input": "yes", "output": "yes"}, {"input": "no", "output": "no"}])
     test = _write_rows(tmp_path / "yn.test.jsonl", [{"id": "huge", "input": "word " * 20_000, "output": "yes"}])
-    code = main(["eval", "--train", str(train), "--test", str(test), "--cache-dir", str(tmp_path / "cache"),
-                 "--allow-errors"])
-    out = capsys.readouterr().out
-    assert code == 0
-    assert "score 0.000 over 1 examples" in out and "other errors 1" in out
-    assert "first failure: example huge: the prompt is" in out and "holds 4096" in out
-    code = main(["eval", "--train", str(train), "--test", str(test), "--json", "--cache-dir", str(tmp_path / "c2")])
-    summary = json.loads(capsys.readouterr().out)  # printed, and the exit says the row was an error
-    assert code == 1 and summary["errors"] == 1 and summary["n"] == 1 and summary["score"] == 0.0
+    provider = gguf.register_gguf_provider()
+    before = provider.stats.calls
+    for extra in (["--allow-errors"], ["--json"]):
+        code = main(["eval", "--train", str(train), "--test", str(test), "--cache-dir", str(tmp_path / "cache"),
+                     *extra])
+        captured = capsys.readouterr()
+        assert code == 1 and captured.out == ""
+        assert f"{test}:1: field `input` is 20,0" in captured.err  # 20,000 words: about as many tokens
+        assert "tokens, too long for gguf/smollm2-135m" in captured.err
+        assert "its context holds 4,096 tokens" in captured.err
+    assert provider.stats.calls == before

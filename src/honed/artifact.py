@@ -329,7 +329,16 @@ def _resolve(name: str, allow_classes: Iterable[str | type], path: Any) -> type[
         try:
             obj = importlib.import_module(module_name)
         except ImportError as exc:
-            raise ArtifactError(path, f"cannot import module `{module_name}` for class `{name}`: {exc}") from None
+            hint = ""
+            if isinstance(exc, ModuleNotFoundError) and exc.name and (
+                    module_name == exc.name or module_name.startswith(exc.name + ".")):
+                # `honed run` is a console script: unlike `python -m`, it does not put the working directory on
+                # sys.path, so a module file beside the user is not found unless its folder is named
+                top = exc.name.partition(".")[0]
+                hint = (f"; put the folder that holds `{top}.py` (or the `{top}` package) on PYTHONPATH, e.g. "
+                        f"`PYTHONPATH=. honed run ...` from that folder, or install the package")
+            raise ArtifactError(path, f"cannot import module `{module_name}` for class `{name}`: {exc}{hint}"
+                                ) from None
         for part in qualname.split("."):
             obj = getattr(obj, part, None)
     if not (isinstance(obj, type) and issubclass(obj, dspy.Module)):

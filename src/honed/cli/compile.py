@@ -15,6 +15,7 @@ from honed.artifact import program_hash, save
 from honed.cli.options import check_out, configure_from, model_options, positive_int, task_from, task_options
 from honed.compiling import compile_task
 from honed.errors import ConfigError
+from honed.programs import check_task_fits
 from honed.runs.result import BehaviorDetails, ReflectiveDetails
 
 COMPILE_EPILOG = """examples:
@@ -54,6 +55,7 @@ def register(commands: Any) -> None:
 def handle(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     task = task_from(args, parser)
     settings = configure_from(args)
+    check_task_fits(task, settings.lm)  # a row too long for the model's context is refused before any call
     check_program(task.program())
     return cmd_compile(args, task, settings)
 

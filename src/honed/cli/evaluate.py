@@ -25,6 +25,7 @@ from honed.cli.options import (
 )
 from honed.errors import ArtifactError
 from honed.evaluate import evaluate
+from honed.programs import check_task_fits
 
 EPILOG = """examples:
   honed eval sentiment --limit 100 --json
@@ -61,6 +62,7 @@ def handle(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     else:
         program = task.program()
     settings = configure_from(args)
+    check_task_fits(task, settings.lm)  # a row too long for the model's context is refused before any call
     check_program(program)
     note_model(args, saved_under, settings.lm.model)
     examples = task.test[: args.limit] if args.limit else task.test

@@ -18,6 +18,7 @@ from dspy.adapters.utils import serialize_for_json
 from honed.adapter import check_program
 from honed.cli.options import allow_class_option, configure_from, input_fields, load_artifact, model_options, note_model
 from honed.errors import ConfigError, HonedError, ModelRequestBlocked, find_cause
+from honed.programs import fit_problem, refuse_unfit_inputs
 
 EPILOG = """examples:
   honed run sentiment.json --input '{"sentence": "A quiet triumph."}'
@@ -57,6 +58,8 @@ def handle(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if problem:
             raise ConfigError(f"--input: {problem}")
         settings = configure_from(args)
+        if problem := fit_problem(inputs, settings.lm):
+            raise ConfigError(f"--input: {problem}")
         check_program(program)
         note_model(args, saved_under, settings.lm.model)
         try:
@@ -77,6 +80,7 @@ def handle(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         inputs, problem = _pick_inputs(row, fields)
         jobs.append((inputs, f"{where}:{number}: {problem}" if problem else f"{where}:{number}"))
     settings = configure_from(args)
+    jobs = refuse_unfit_inputs(jobs, settings.lm)  # inputs too long for the model's context fail before any runs
     check_program(program)
     note_model(args, saved_under, settings.lm.model)
 

@@ -151,42 +151,82 @@ class _BehaviorProposer(Proposer):
         return procedure
 
     # -- 1. demonstrations ---------------------------------------------------------------------------
-    def demonstrate(self, procedure: Procedure) -> tuple[str, ...]:
-        """Worked examples by the optimizer model following the procedure; wrong answers are rejected."""
+    def demonstrate(self, seed: Candidate, procedure: Procedure) -> tuple[str, ...]:
+        """Worked examples by the optimizer model following the procedure; wrong answers are rejected.
+
+        When the answer predictor reads only the program's inputs, the teacher is that predictor alone;
+        in a pipeline whose answer stage reads what an earlier stage wrote, the teacher is the whole
+        program (every stage on the optimizer model), and a demonstration shows the answer stage's inputs
+        as the earlier stages produced them."""
         if not self.opt.demonstrations:
             return ()
-        teacher = Behave(self.task_signature, procedure)
+        pipeline = self.reads_intermediate_fields()
+        teacher = (self.program(self.behavior_candidate(seed, procedure, (), "teacher")) if pipeline
+                   else Behave(self.task_signature, procedure))
         accepted: list[str] = []
-        rejected: list[dspy.Example] = []
+        rejected: list[tuple[dspy.Example, dict[str, Any]]] = []
         for index, example in enumerate(self.train[self.opt.draft_examples:][: self.opt.max_demos * 2]):
             if len(accepted) >= self.opt.max_demos:
                 break
-            if not self.run.budget.affords(1):
+            if not self.run.affords_eval(1) if pipeline else not self.run.budget.affords(1):
                 self.stop_reason = "budget"
                 break
             with dspy.context(lm=self.opt_lm), self.run.budget.scope():
                 result = run_example(teacher, self.run.metric, example)
             self.run.tick()
-            ok = result.prediction is not None and result.score >= 1.0
-            self.log(Demonstration(
-                step=f"demo/{index}", example=example_id(example, -1), accepted=ok,
-                steps=list(getattr(result.prediction, STEPS_FIELD, []) or []) if result.prediction else None,
-                error=result.error))
+            inputs = self.target_inputs(result)
+            steps = self.produced_steps(result)
+            ok = result.prediction is not None and result.score >= 1.0 and inputs is not None
+            self.log(Demonstration(step=f"demo/{index}", example=example_id(example, -1), accepted=ok,
+                                   steps=steps if result.prediction else None, error=result.error))
             if ok:
                 self.demos_accepted += 1
-                accepted.append(self.worked_demo(example, list(result.prediction[STEPS_FIELD]),
+                accepted.append(self.worked_demo(inputs, steps,
                                                  {k: result.prediction[k] for k in self.task_signature.output_fields}))
             else:
                 self.demos_rejected += 1
-                rejected.append(example)
-        for index, example in enumerate(rejected[: self.opt.max_demos - len(accepted)]):
+                if inputs is not None:  # a pipeline that broke before the answer stage has nothing to show
+                    rejected.append((example, inputs))
+        for index, (example, inputs) in enumerate(rejected[: self.opt.max_demos - len(accepted)]):
             steps = self.reference_steps(f"demo/reference/{index}", procedure, example)
             self.log(ReferenceDemonstration(step=f"demo/reference/{index}", example=example_id(example, -1),
                                             accepted=steps is not None, steps=steps))
             if steps is not None:
                 self.demos_from_reference += 1
-                accepted.append(self.worked_demo(example, steps, self.gold_outputs(example)))
+                accepted.append(self.worked_demo(inputs, steps, self.gold_outputs(example)))
         return tuple(accepted)
+
+    def reads_intermediate_fields(self) -> bool:
+        """Whether the answer predictor reads a field the program's inputs do not carry (an earlier
+        stage writes it), so that it cannot be run, or demonstrated, on a training example alone."""
+        given = set(self.train[0].inputs().keys()) if self.train else set()
+        return not set(self.task_signature.input_fields) <= given
+
+    def target_inputs(self, result: ExampleResult) -> dict[str, Any] | None:
+        """The answer predictor's inputs on this example: the example's own when it carries them all,
+        else what the predictor received in the program's run (None when the run never reached it)."""
+        fields = list(self.task_signature.input_fields)
+        given = result.example.inputs().toDict()
+        if all(k in given for k in fields):
+            return {k: given[k] for k in fields}
+        step = self.target_trace(result)
+        return {k: step.inputs[k] for k in fields} if step is not None else None
+
+    def target_trace(self, result: ExampleResult) -> Any:
+        """The last step of the run's trace that saw every input of the answer predictor."""
+        fields = set(self.task_signature.input_fields)
+        return next((s for s in reversed(result.trace) if fields <= set(s.inputs)), None)
+
+    def produced_steps(self, result: ExampleResult) -> list[str]:
+        """The step trace the answer predictor wrote: on the program's prediction, or (for a program whose
+        `forward` returns a prediction of its own) in the run's trace."""
+        if result.prediction is None:
+            return []
+        steps = getattr(result.prediction, STEPS_FIELD, None)
+        if steps is None:
+            step = self.target_trace(result)
+            steps = step.outputs.get(STEPS_FIELD) if step is not None else None
+        return list(steps or [])
 
     def reference_steps(self, ledger_step: str, procedure: Procedure, example: dspy.Example) -> list[str] | None:
         """The procedure carried out by the optimizer model told the correct answer: what each step should
@@ -196,8 +236,8 @@ class _BehaviorProposer(Proposer):
                         task_input=self.describe_inputs(example), correct_answer=self.describe_answer(example))
         return [str(s) for s in done.steps] if done is not None else None
 
-    def worked_demo(self, example: dspy.Example, steps: list[str], outputs: dict[str, Any]) -> str:
-        inputs = {k: example[k] for k in self.task_signature.input_fields}
+    def worked_demo(self, inputs: dict[str, Any], steps: list[str], outputs: dict[str, Any]) -> str:
+        """A demonstration of the answer predictor as JSON: its inputs, each step's output, the answer."""
         return json.dumps({**inputs, STEPS_FIELD: steps, **outputs}, sort_keys=True, default=str)
 
     def behavior_candidate(self, parent: Candidate, procedure: Procedure, demos: tuple[str, ...], origin: str
@@ -209,7 +249,7 @@ class _BehaviorProposer(Proposer):
     # -- the loop ------------------------------------------------------------------------------------
     def search(self, seed: Candidate, seed_val: float, beam: list[tuple[Candidate, float]]) -> None:
         procedure = self.draft()
-        drafted = self.behavior_candidate(seed, procedure, self.demonstrate(procedure), "drafted")
+        drafted = self.behavior_candidate(seed, procedure, self.demonstrate(seed, procedure), "drafted")
         drafted_val = self.val_score(drafted, self.val, "step0/val", "step0")
         if drafted_val is not None:
             beam.append((drafted, drafted_val))
@@ -274,7 +314,7 @@ class _BehaviorProposer(Proposer):
         for result, reference in zip(results, references, strict=True):
             if reference is None:
                 continue
-            steps = list(getattr(result.prediction, STEPS_FIELD, []) or []) if result.prediction else []
+            steps = self.produced_steps(result)
             for index, expected in enumerate(reference):
                 followed[procedure.steps[index].id] += step_followed(steps[index] if index < len(steps) else "",
                                                                      expected)
@@ -348,8 +388,9 @@ class _BehaviorProposer(Proposer):
             if new_procedure is not None:
                 demos = parent.predictors[self.target].worked_demos
                 candidates.append(self.behavior_candidate(parent, new_procedure, demos, f"fix:{fix.action}"))
-        if self.opt.demonstrations and reference:
-            demo = self.worked_demo(result.example, list(reference), self.gold_outputs(result.example))
+        inputs = self.target_inputs(result)
+        if self.opt.demonstrations and reference and inputs is not None:
+            demo = self.worked_demo(inputs, list(reference), self.gold_outputs(result.example))
             demos = (*parent.predictors[self.target].worked_demos, demo)[-self.opt.max_demos:]
             # Verified first: showing a weak target the failing case done right needs no optimizer
             # call, and demonstrations are what a small target follows best (the no-demos ablation

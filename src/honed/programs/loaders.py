@@ -1,7 +1,9 @@
 """Read task data, rejecting malformed rows with the file, line and field at fault.
 
 Rows are validated line by line here (so errors can point at a line), then handed to
-`datasets.Dataset` and turned into `dspy.Example`s with the task's declared input field.
+`datasets.Dataset` and turned into `dspy.Example`s with the task's declared input field. Each row, and the
+example made from it, remembers where it came from (`source_of`), so a check made later, once the target
+model is known (`honed.programs.context_fit`), can still name the file, line and field.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,18 @@ from honed.errors import DatasetError
 from honed.text import unpaired_surrogate
 
 _BOM = "\ufeff"
+_SOURCE_ATTR = "_honed_source"  # a private attribute: not one of the example's fields, never hashed or saved
 _BLANK = object()  # what `_parse_line` returns for a blank line (a line holding `null` is an error, not blank)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a row's input is in its file: the path, the 1-based line (None in a one-document file such as
+    BIG-Bench Hard's) and the field as the file names it (`input`, `examples[3].input`)."""
+
+    path: str
+    line: int | None
+    field: str
 
 
 def _as_text_hint(value: Any) -> str:
@@ -160,7 +174,8 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
         _check_text(where, number, row, "output", required=True)
         key = _check_id(where, number, row, seen_ids)
         rows.append({"id": key if key is not None else f"{Path(path).stem}-{number}", "input": row["input"],
-                     "output": row["output"], "answers": list(row.get("answers") or [])})
+                     "output": row["output"], "answers": list(row.get("answers") or []),
+                     "source": Source(where, number, "input")})
     if not rows:
         raise DatasetError(where, None, None, 'has no rows; a task file needs one JSON object per line, e.g. '
                                               '{"input": "...", "output": "..."}')
@@ -203,7 +218,7 @@ def read_bbh(path: str | Path) -> list[dict[str, Any]]:
             if bad:
                 raise DatasetError(where, None, f"{field_prefix}.{name}", f"holds the unpaired surrogate escape {bad}")
         rows.append({"id": f"{Path(path).stem}-{index}", "input": example["input"], "output": example["target"],
-                     "answers": []})
+                     "answers": [], "source": Source(where, None, f"{field_prefix}.input")})
     return rows
 
 
@@ -217,7 +232,19 @@ def to_examples(rows: Iterable[dict[str, Any]], *, input_field: str, output_fiel
         for r in rows
     ])
     examples = []
-    for record in dataset:
+    for row, record in zip(rows, dataset, strict=True):
         fields = {k: v for k, v in record.items() if k != "answers" or v}
-        examples.append(dspy.Example(**fields).with_inputs(input_field))
+        example = dspy.Example(**fields).with_inputs(input_field)
+        if isinstance(row.get("source"), Source):
+            setattr(example, _SOURCE_ATTR, row["source"])
+        examples.append(example)
     return examples
+
+
+def source_of(example: Any) -> Source | None:
+    """Where a loaded example's input came from (file, line, field), or None for one made in code.
+
+    A copy (`example.copy()`, `with_inputs`) does not carry it: it is looked up on the loaded examples.
+    """
+    found = getattr(example, "__dict__", {}).get(_SOURCE_ATTR)
+    return found if isinstance(found, Source) else None

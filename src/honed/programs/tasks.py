@@ -3,7 +3,9 @@
 Bundled tasks are the instruction-induction tasks shipped in `honed/programs/data/`. Users bring
 their own as `--train FILE.jsonl --test FILE.jsonl`, and BIG-Bench Hard files load as `bbh/<name>`.
 Every loader types the output field from the training answers (`honed.programs.output_types`), and the
-Task records that type, so the program built from it decodes only answers of that type and length.
+Task records that type, so the program built from it decodes only answers of that type and length. Given the
+target `model=`, a loader also refuses rows whose input cannot fit that model's context, naming file and line,
+before any model work (`honed.programs.context_fit`; `check_task_fits` does the same for a loaded task).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import dspy
 
 from honed.errors import ConfigError
 from honed.programs.classify import Classify
+from honed.programs.context_fit import check_task_fits
 from honed.programs.loaders import read_bbh, read_jsonl, to_examples
 from honed.programs.metrics import ExactMatch
 from honed.programs.output_types import OutputType, infer_output_type
@@ -158,27 +161,41 @@ def _build(name: str, train_rows: list[dict], test_rows: list[dict], spec: TaskS
     )
 
 
-def load_task(name: str, *, program: ProgramKind | None = None, bbh_dir: str | Path | None = None) -> Task:
-    """A bundled task by name (`sentiment`, ...) or a BIG-Bench Hard task (`bbh/navigate`)."""
+def _fitted(task: Task, model: Any) -> Task:
+    if model is not None:
+        check_task_fits(task, model)
+    return task
+
+
+def load_task(name: str, *, program: ProgramKind | None = None, bbh_dir: str | Path | None = None,
+              model: Any = None) -> Task:
+    """A bundled task by name (`sentiment`, ...) or a BIG-Bench Hard task (`bbh/navigate`).
+
+    `model`: the target (`dspy.LM` or litellm string); rows whose input cannot fit its context raise
+    `DatasetError` naming file and line (`check_task_fits`)."""
     if name.startswith("bbh/"):
-        return load_bbh_task(name[4:], bbh_dir=bbh_dir, program=program)
+        return load_bbh_task(name[4:], bbh_dir=bbh_dir, program=program, model=model)
     if name not in INSTRUCTION_INDUCTION:
         raise ConfigError(f"unknown task {name!r}; bundled tasks: {', '.join(bundled_task_names())}, "
                           "bbh/<name>, or --train FILE.jsonl --test FILE.jsonl")
     directory = _data_dir()
-    return _build(name, read_jsonl(directory / f"{name}.train.jsonl"), read_jsonl(directory / f"{name}.test.jsonl"),
-                  INSTRUCTION_INDUCTION[name], program)
+    return _fitted(_build(name, read_jsonl(directory / f"{name}.train.jsonl"),
+                          read_jsonl(directory / f"{name}.test.jsonl"), INSTRUCTION_INDUCTION[name], program), model)
 
 
 def task_from_files(train: str | Path, test: str | Path, *, program: ProgramKind | None = None,
-                    instructions: str = "") -> Task:
-    """A task from two JSONL files with `input`, `output` and optional `answers` fields."""
+                    instructions: str = "", model: Any = None) -> Task:
+    """A task from two JSONL files with `input`, `output` and optional `answers` fields.
+
+    `model`: the target (`dspy.LM` or litellm string); a row whose input cannot fit its context raises
+    `DatasetError` naming the file, line and field, before any model call (`check_task_fits`)."""
     spec = TaskSpec("input", "output", instructions)
-    return _build(Path(train).stem.removesuffix(".train"), read_jsonl(train), read_jsonl(test), spec, program)
+    return _fitted(_build(Path(train).stem.removesuffix(".train"), read_jsonl(train), read_jsonl(test), spec,
+                          program), model)
 
 
 def load_bbh_task(name: str, *, bbh_dir: str | Path | None = None, program: ProgramKind | None = None,
-                  train_fraction: float = 0.3, seed: int = 0) -> Task:
+                  train_fraction: float = 0.3, seed: int = 0, model: Any = None) -> Task:
     """A BIG-Bench Hard task from `<bbh_dir>/<name>.json` (default `$HONED_BBH_DIR`), split by seed."""
     directory = bbh_dir or os.environ.get("HONED_BBH_DIR")
     if not directory:
@@ -186,4 +203,4 @@ def load_bbh_task(name: str, *, bbh_dir: str | Path | None = None, program: Prog
     rows = read_bbh(Path(directory) / f"{name}.json")
     train_rows, test_rows = seeded_split(rows, share(len(rows), train_fraction), seed=seed)
     spec = TaskSpec("question", "answer", "Answer the question.")
-    return _build(f"bbh/{name}", train_rows, test_rows, spec, program)
+    return _fitted(_build(f"bbh/{name}", train_rows, test_rows, spec, program), model)
