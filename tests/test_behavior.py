@@ -170,10 +170,36 @@ def test_a_small_budget_keeps_enough_to_rank_the_edit_it_verified(cache_dir, tmp
     """At 44 calls a whole minibatch of 6 plus two repairs cannot all be paid for; the step shrinks and
     verifies only what leaves room for validation, so the verified fix reaches the beam."""
     answer, _ = world()
-    optimizer, compiled, ledger = compile_(answer, cache_dir, tmp_path / "run", budget=44)
+    optimizer, compiled, ledger = compile_(answer, cache_dir, tmp_path / "run", budget=44, few_shot=0)
     assert optimizer.result.val_score == 1.0 and optimizer.result.budget_used <= 44
     assert any(r["step"].startswith("step1/val/") for r in ledger)
     assert FIXED in compiled.predict.procedure.render()
+
+
+def test_few_shot_competes_with_the_procedure_and_wins_where_steps_do_not_help(cache_dir, tmp_path):
+    """A target that answers right from plain demonstrations but not by writing steps: the answer-only
+    few-shot candidate beats the procedure on validation and is returned, without a procedure."""
+    steps_world, _ = world(fix_text="Answer positive.")  # no repair of the procedure helps
+
+    def answer(messages, schema):
+        if list(schema["properties"]) == ["sentiment"] and len(messages) > 2:  # answer-only, shown examples
+            return {"sentiment": "negative" if "bad" in messages[-1]["content"] else "positive"}
+        return steps_world(messages, schema)
+
+    optimizer, compiled, ledger = compile_(answer, cache_dir, tmp_path / "run")
+    assert optimizer.result.baseline_val_score == 0.5 and optimizer.result.val_score == 1.0
+    assert not isinstance(compiled.predict, Behave) and len(compiled.predict.demos) == 14  # all 14 training rows
+    assert optimizer.result.details.step_scores[0]["few_shot_val_score"] == 1.0
+    assert next(r for r in ledger if r["step"] == "step0/few-shot")["candidate"]["origin"] == "few-shot"
+
+
+def test_no_few_shot_candidate_in_the_ablation_or_when_turned_off(cache_dir, tmp_path):
+    answer, _ = world()
+    for index, options in enumerate(({"demonstrations": False}, {"few_shot": 0})):
+        _, _, ledger = compile_(answer, cache_dir, tmp_path / f"run{index}", **options)
+        assert not any(r["step"].startswith("step0/few-shot") for r in ledger)
+    with pytest.raises(honed.ConfigError, match="few_shot"):
+        BehaviorOptimizer(honed.ExactMatch("sentiment"), few_shot=-1)
 
 
 def test_resume_and_rerun_are_free_and_identical(tmp_path):

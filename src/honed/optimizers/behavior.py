@@ -9,7 +9,10 @@ step by step, show it doing so, watch where it departs, and fix that step:
    are rejected. When fewer than `max_demos` were correct, rejected examples are demonstrated by a
    reference execution instead (the optimizer model told the correct answer, as in step 2), so that a
    weak teacher still yields worked examples with right answers. `demonstrations=False` gives the
-   paper's ablation: no demos, a "follow strictly" line.
+   paper's ablation: no demos, a "follow strictly" line. Beside the procedure, an answer-only few-shot
+   candidate (`few_shot` labeled training examples, no steps) is validated into the same beam: on a
+   simple transformation a small target often answers better at once, so whether the procedure is kept
+   is decided per task, on validation, and never by the task's name.
 2. Observe: the target runs the procedure on a minibatch; a reference execution of the same steps
    (the optimizer model, told the correct answer) gives what each step should produce. The first step
    where the target's trace departs from the reference is located; per-step following rates are recorded.
@@ -40,6 +43,7 @@ from honed.optimizers.engine import EngineOptimizer, Proposer, Session, declared
 from honed.optimizers.significance import DEFAULT_SIGNIFICANCE, check_significance
 from honed.programs.metrics import normalize
 from honed.runs.records import (
+    CandidateRecord,
     Demonstration,
     DraftedProcedure,
     ErrorRecord,
@@ -254,7 +258,9 @@ class _BehaviorProposer(Proposer):
         if drafted_val is not None:
             beam.append((drafted, drafted_val))
             beam.sort(key=lambda item: -item[1])
+        few_shot_val = self.compete_few_shot(seed, beam)
         self.step_scores.append({"step": 0, "candidate": drafted.id, "val_score": drafted_val,
+                                 **({"few_shot_val_score": few_shot_val} if few_shot_val is not None else {}),
                                  "best_val_score": beam[0][1]})
         current = drafted
         for step_no in range(1, self.opt.refinement_steps + 1):
@@ -270,6 +276,26 @@ class _BehaviorProposer(Proposer):
             self.run.tick(step=step_no, best=f"{beam[0][1]:.3f}")
         else:
             self.stop_reason = "refinement_steps"
+
+    def compete_few_shot(self, seed: Candidate, beam: list[tuple[Candidate, float]]) -> float | None:
+        """An answer-only few-shot candidate (`few_shot` labeled training examples, no procedure) in the same
+        beam as the procedure: whether writing steps helps is decided per task, on validation. A small target
+        on a simple transformation often does better answering at once (the steps are more text to get wrong).
+        None when off (`few_shot=0`, the no-demonstrations ablation), when the answer predictor reads fields
+        the examples lack, or when the budget cannot pay for its validation pass."""
+        if not (self.opt.few_shot and self.opt.demonstrations) or self.reads_intermediate_fields():
+            return None
+        candidate = self.labeled_candidate(seed, self.target, self.opt.few_shot)
+        if candidate.id in self.seen:
+            return None
+        self.seen.add(candidate.id)
+        score = self.val_score(candidate, self.val, "step0/few-shot/val", "step0")
+        if score is None:
+            return None
+        self.log(CandidateRecord(step="step0/few-shot", candidate=candidate.to_json(), val_score=score))
+        beam.append((candidate, score))
+        beam.sort(key=lambda item: -item[1])  # stable: the seed, then the procedure, win ties
+        return score
 
     def final_fields(self) -> dict[str, Any]:
         return {"step_scores": self.step_scores, "following": self.following, "edits": self.edits,
@@ -452,6 +478,8 @@ class BehaviorOptimizer(EngineOptimizer):
         demonstrations: False for the ablation (no worked examples; a "follow strictly" instruction).
         max_demos: worked demonstrations kept. minibatch: examples observed per refinement step.
         edits_per_step: repair proposals per refinement step (the first greedy, the others sampled).
+        few_shot: labeled training examples of an answer-only candidate that competes with the procedure
+            on validation, so a task where writing steps does not help keeps plain few-shot (0: none).
         significance: the returned program replaces the seed only when a one-sided paired sign test
             on validation puts its gain at p <= this (1.0: any higher validation score will do).
     """
@@ -462,6 +490,7 @@ class BehaviorOptimizer(EngineOptimizer):
     def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600,
                  refinement_steps: int = 3, demonstrations: bool = True, max_demos: int = 3, minibatch: int = 8,
                  edits_per_step: int = 2, beam: int = 3, verify_passing: int = 3, draft_examples: int = 3,
+                 few_shot: int = 16,
                  sample_temperature: float = 0.8, seed: int = 0, significance: float = DEFAULT_SIGNIFICANCE,
                  num_threads: int | None = None,
                  progress: bool | None = None) -> None:
@@ -477,6 +506,9 @@ class BehaviorOptimizer(EngineOptimizer):
         self.refinement_steps, self.demonstrations, self.max_demos = refinement_steps, demonstrations, max_demos
         self.minibatch, self.edits_per_step, self.beam = minibatch, edits_per_step, beam
         self.verify_passing, self.draft_examples = verify_passing, draft_examples
+        if not isinstance(few_shot, int) or few_shot < 0:
+            raise ConfigError(f"few_shot must be a non-negative integer, got {few_shot!r}")
+        self.few_shot = few_shot
         self.sample_temperature, self.seed = sample_temperature, seed
         self.significance = check_significance(significance)
         self.num_threads, self.progress = num_threads, progress

@@ -14,6 +14,7 @@ for one validation pass" refusal and assemble its own summary dict, and the copi
 from __future__ import annotations
 
 import inspect
+import random
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from dspy.teleprompt import Teleprompter
 
 from honed.errors import ConfigError
 from honed.optimizers.budget import CallBudget
-from honed.optimizers.candidates import Candidate, seed_candidate
+from honed.optimizers.candidates import Candidate, PredictorState, seed_candidate
 from honed.optimizers.run import CompileRun, model_settings, resolve_optimizer_lm
 from honed.optimizers.search import CandidateSearch
 from honed.optimizers.significance import DEFAULT_SIGNIFICANCE
@@ -77,6 +78,15 @@ class Proposer(CandidateSearch):
 
     def search(self, seed: Candidate, seed_val: float, beam: list[tuple[Candidate, float]]) -> None:
         raise NotImplementedError
+
+    def labeled_candidate(self, parent: Candidate, predictor: str, k: int, origin: str = "few-shot") -> Candidate:
+        """`parent` with `k` training examples (a seeded draw) as answer-only demonstrations of `predictor`:
+        what LabeledFewShot would build, as a candidate that competes in the beam. Drawn with a generator of
+        its own, so that the search's own draws (minibatches, verification) are the same with or without it."""
+        draw = random.Random(f"labeled:{self.opt.seed}")
+        ids = tuple(draw.sample(list(self.by_id), min(k, len(self.by_id))))
+        state = parent.predictors[predictor]
+        return parent.with_predictor(predictor, PredictorState(state.instructions, ids), origin)
 
     def choose(self, beam: list[tuple[Candidate, float]], seed: Candidate, seed_val: float) -> Settled:
         """The default rule: the best beam member whose gain over the seed passes the sign test."""
