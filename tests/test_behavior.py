@@ -188,9 +188,16 @@ def test_few_shot_competes_with_the_procedure_and_wins_where_steps_do_not_help(c
 
     optimizer, compiled, ledger = compile_(answer, cache_dir, tmp_path / "run")
     assert optimizer.result.baseline_val_score == 0.5 and optimizer.result.val_score == 1.0
-    assert not isinstance(compiled.predict, Behave) and len(compiled.predict.demos) == 14  # all 14 training rows
-    assert optimizer.result.details.step_scores[0]["few_shot_val_score"] == 1.0
-    assert next(r for r in ledger if r["step"] == "step0/few-shot")["candidate"]["origin"] == "few-shot"
+    assert not isinstance(compiled.predict, Behave) and 4 <= len(compiled.predict.demos) <= 14
+    sets = optimizer.result.details.step_scores[0]["few_shot"]
+    assert len(sets) >= 2 and [s["demos"] for s in sets[:2]] == [4, 14]  # 4, then 16 capped at the 14 rows
+    assert max(s["val_score"] or 0 for s in sets) == 1.0
+    returned = optimizer.result.candidate["origin"]
+    assert returned.startswith("few-shot-") and any(r["step"] == f"step0/{returned}" for r in ledger)
+    # the race stopped what was behind early: some candidates never ran on all of validation
+    raced = [r for r in ledger if r["kind"] == "validate" and "/race" in r["step"]]
+    assert {r["n"] for r in raced} == {2, 4}  # the last rung is each finalist's full validation
+    assert sum(r["kind"] == "validate" and r["n"] == 8 and r["step"].startswith("step0/") for r in ledger) == 2
 
 
 def test_no_few_shot_candidate_in_the_ablation_or_when_turned_off(cache_dir, tmp_path):

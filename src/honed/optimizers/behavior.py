@@ -9,8 +9,8 @@ step by step, show it doing so, watch where it departs, and fix that step:
    are rejected. When fewer than `max_demos` were correct, rejected examples are demonstrated by a
    reference execution instead (the optimizer model told the correct answer, as in step 2), so that a
    weak teacher still yields worked examples with right answers. `demonstrations=False` gives the
-   paper's ablation: no demos, a "follow strictly" line. Beside the procedure, an answer-only few-shot
-   candidate (`few_shot` labeled training examples, no steps) is validated into the same beam: on a
+   paper's ablation: no demos, a "follow strictly" line. The procedure then races answer-only few-shot
+   candidates (draws of labeled training examples, no steps) on validation by successive halving: on a
    simple transformation a small target often answers better at once, so whether the procedure is kept
    is decided per task, on validation, and never by the task's name.
 2. Observe: the target runs the procedure on a minibatch; a reference execution of the same steps
@@ -254,15 +254,12 @@ class _BehaviorProposer(Proposer):
     def search(self, seed: Candidate, seed_val: float, beam: list[tuple[Candidate, float]]) -> None:
         procedure = self.draft()
         drafted = self.behavior_candidate(seed, procedure, self.demonstrate(seed, procedure), "drafted")
-        drafted_val = self.val_score(drafted, self.val, "step0/val", "step0")
-        if drafted_val is not None:
-            beam.append((drafted, drafted_val))
-            beam.sort(key=lambda item: -item[1])
-        few_shot_val = self.compete_few_shot(seed, beam)
+        drafted_val, few_shot = self.step0(seed, drafted, beam)
         self.step_scores.append({"step": 0, "candidate": drafted.id, "val_score": drafted_val,
-                                 **({"few_shot_val_score": few_shot_val} if few_shot_val is not None else {}),
-                                 "best_val_score": beam[0][1]})
+                                 **({"few_shot": few_shot} if few_shot else {}), "best_val_score": beam[0][1]})
         current = drafted
+        if drafted_val is None and few_shot and self.stop_reason != "budget":
+            self.stop_reason = "procedure_eliminated"  # few-shot sets beat it in the race: nothing to refine
         for step_no in range(1, self.opt.refinement_steps + 1):
             if drafted_val is None:
                 break
@@ -277,25 +274,51 @@ class _BehaviorProposer(Proposer):
         else:
             self.stop_reason = "refinement_steps"
 
-    def compete_few_shot(self, seed: Candidate, beam: list[tuple[Candidate, float]]) -> float | None:
-        """An answer-only few-shot candidate (`few_shot` labeled training examples, no procedure) in the same
-        beam as the procedure: whether writing steps helps is decided per task, on validation. A small target
-        on a simple transformation often does better answering at once (the steps are more text to get wrong).
-        None when off (`few_shot=0`, the no-demonstrations ablation), when the answer predictor reads fields
-        the examples lack, or when the budget cannot pay for its validation pass."""
-        if not (self.opt.few_shot and self.opt.demonstrations) or self.reads_intermediate_fields():
-            return None
-        candidate = self.labeled_candidate(seed, self.target, self.opt.few_shot)
-        if candidate.id in self.seen:
-            return None
-        self.seen.add(candidate.id)
-        score = self.val_score(candidate, self.val, "step0/few-shot/val", "step0")
-        if score is None:
-            return None
-        self.log(CandidateRecord(step="step0/few-shot", candidate=candidate.to_json(), val_score=score))
-        beam.append((candidate, score))
-        beam.sort(key=lambda item: -item[1])  # stable: the seed, then the procedure, win ties
-        return score
+    def step0(self, seed: Candidate, drafted: Candidate, beam: list[tuple[Candidate, float]]
+              ) -> tuple[float | None, list[dict[str, Any]]]:
+        """The drafted procedure against answer-only few-shot candidates (labeled training examples as
+        demonstrations, no steps), raced on validation (`race`): whether writing steps helps a small target is
+        decided per task, on validation, and so is which examples it is shown. As many few-shot sets as the
+        budget can race (up to `few_shot_sets`), each a seeded draw of `few_shot` examples, every other one
+        four times larger. Without few-shot sets (`few_shot=0`, the no-demonstrations ablation, a pipeline
+        whose answer stage reads fields the examples lack) the procedure is validated alone, as before.
+
+        Returns the procedure's validation score (None if it did not reach full validation) and, per few-shot
+        set, its id, size and score."""
+        sets = self.few_shot_sets(seed)
+        if not sets:
+            drafted_val = self.val_score(drafted, self.val, "step0/val", "step0")
+            if drafted_val is not None:
+                beam.append((drafted, drafted_val))
+                beam.sort(key=lambda item: -item[1])
+            return drafted_val, []
+        self.seen.update(c.id for c in sets)
+        finalists = self.race("step0", [drafted, *sets], keep=2,
+                              full_step=lambda c: "step0/val" if c is drafted else f"step0/{c.origin}/val")
+        for candidate, score in finalists:
+            self.log(CandidateRecord(step=f"step0/{candidate.origin}", candidate=candidate.to_json(), val_score=score))
+        beam.extend(finalists)
+        beam.sort(key=lambda item: -item[1])  # stable: the seed, then the earlier finalist, win ties
+        scores = {c.id: score for c, score in finalists}
+        described = [{"candidate": c.id, "demos": len(c.predictors[self.target].demo_ids),
+                      "val_score": scores.get(c.id)} for c in sets]
+        return scores.get(drafted.id), described
+
+    def few_shot_sets(self, seed: Candidate) -> list[Candidate]:
+        """The answer-only few-shot candidates step 0 races the procedure against: as many as the budget
+        left can race beside it (up to `few_shot_sets`); none when they are off or cannot be built."""
+        if not (self.opt.few_shot and self.opt.few_shot_sets and self.opt.demonstrations):
+            return []
+        if self.reads_intermediate_fields():
+            return []
+        count = 0
+        for n in range(self.opt.few_shot_sets, 0, -1):
+            if self.run.budget.affords(self.race_cost(1 + n, keep=2)):
+                count = n
+                break
+        sizes = [self.opt.few_shot * (4 if i % 2 else 1) for i in range(count)]
+        return [self.labeled_candidate(seed, self.target, k, origin=f"few-shot-{i}", draw=i)
+                for i, k in enumerate(sizes)]
 
     def final_fields(self) -> dict[str, Any]:
         return {"step_scores": self.step_scores, "following": self.following, "edits": self.edits,
@@ -478,8 +501,9 @@ class BehaviorOptimizer(EngineOptimizer):
         demonstrations: False for the ablation (no worked examples; a "follow strictly" instruction).
         max_demos: worked demonstrations kept. minibatch: examples observed per refinement step.
         edits_per_step: repair proposals per refinement step (the first greedy, the others sampled).
-        few_shot: labeled training examples of an answer-only candidate that competes with the procedure
-            on validation, so a task where writing steps does not help keeps plain few-shot (0: none).
+        few_shot, few_shot_sets: answer-only candidates (seeded draws of `few_shot` labeled training examples,
+            every other draw four times larger; at most `few_shot_sets`, as many as the budget races) compete
+            with the procedure on validation, so a task where writing steps does not help keeps few-shot (0: none).
         significance: the returned program replaces the seed only when a one-sided paired sign test
             on validation puts its gain at p <= this (1.0: any higher validation score will do).
     """
@@ -490,7 +514,7 @@ class BehaviorOptimizer(EngineOptimizer):
     def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600,
                  refinement_steps: int = 3, demonstrations: bool = True, max_demos: int = 3, minibatch: int = 8,
                  edits_per_step: int = 2, beam: int = 3, verify_passing: int = 3, draft_examples: int = 3,
-                 few_shot: int = 16,
+                 few_shot: int = 4, few_shot_sets: int = 5,
                  sample_temperature: float = 0.8, seed: int = 0, significance: float = DEFAULT_SIGNIFICANCE,
                  num_threads: int | None = None,
                  progress: bool | None = None) -> None:
@@ -506,9 +530,10 @@ class BehaviorOptimizer(EngineOptimizer):
         self.refinement_steps, self.demonstrations, self.max_demos = refinement_steps, demonstrations, max_demos
         self.minibatch, self.edits_per_step, self.beam = minibatch, edits_per_step, beam
         self.verify_passing, self.draft_examples = verify_passing, draft_examples
-        if not isinstance(few_shot, int) or few_shot < 0:
-            raise ConfigError(f"few_shot must be a non-negative integer, got {few_shot!r}")
-        self.few_shot = few_shot
+        for label, value in (("few_shot", few_shot), ("few_shot_sets", few_shot_sets)):
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{label} must be a non-negative integer, got {value!r}")
+        self.few_shot, self.few_shot_sets = few_shot, few_shot_sets
         self.sample_temperature, self.seed = sample_temperature, seed
         self.significance = check_significance(significance)
         self.num_threads, self.progress = num_threads, progress

@@ -7,8 +7,9 @@ its own proposals; the engine owns the lifecycle around them.
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import dspy
 
@@ -131,6 +132,49 @@ class CandidateSearch:
             if gain.holds:
                 return candidate, score, test
         return seed, seed_val, reported
+
+    def race(self, label: str, candidates: list[Candidate], keep: int = 1,
+             full_step: Callable[[Candidate], str] | None = None) -> list[tuple[Candidate, float]]:
+        """Successive halving over validation: every candidate on its first quarter, the better half of them
+        on its first half, and so on until at most `keep` have run on all of it. A candidate clearly behind
+        stops early, so several can be compared for little more than the cost of validating two.
+
+        Returns the finalists with their full validation scores, best first (ties: the earlier candidate);
+        fewer (or none) when the budget ran out. Each rung is logged as `Validate` at its prefix size, the
+        last one under `full_step(candidate)` when given (the step id a full validation pass has elsewhere).
+        """
+        rungs = sorted({max(1, len(self.val) // 4), max(1, len(self.val) // 2), len(self.val)})
+        scores: dict[str, list[float]] = {c.id: [] for c in candidates}
+        alive, done = list(candidates), 0
+        for rung, size in enumerate(rungs):
+            last = rung == len(rungs) - 1
+            ran = []
+            for candidate in alive:
+                results = self.evaluate(candidate, self.val[done:size])
+                if results is None:
+                    break
+                scores[candidate.id].extend(r.score for r in results)
+                score = sum(scores[candidate.id]) / size
+                step = full_step(candidate) if last and full_step else f"{label}/race{size}/{candidate.id}"
+                self.log(Validate(step=step, candidate=candidate.id, n=size, score=score, phase=label))
+                ran.append((candidate, score))
+            done = size
+            ran.sort(key=lambda item: -item[1])  # stable: the earlier candidate wins a tie
+            if last or not ran:
+                for candidate, _ in ran:
+                    self.val_outcomes[candidate.id] = scores[candidate.id]
+                return ran
+            alive = [c for c, _ in ran[: max(keep, math.ceil(len(ran) / 2))]]
+        return []
+
+    def race_cost(self, candidates: int, keep: int = 1) -> int:
+        """Calls `race` needs for `candidates` candidates (each rung's new examples, for those still in it)."""
+        rungs = sorted({max(1, len(self.val) // 4), max(1, len(self.val) // 2), len(self.val)})
+        cost, alive, done = 0, candidates, 0
+        for size in rungs:
+            cost += alive * self.run.eval_cost(size - done)
+            done, alive = size, max(min(keep, alive), math.ceil(alive / 2))
+        return cost
 
     def rank_cost(self, candidates: int = 1) -> int:
         """Calls `rank` needs for `candidates` admitted candidates when only the best gets the full pass:
