@@ -39,6 +39,7 @@ from honed.modules import Behave, Procedure, Step
 from honed.modules.behave import STEPS_FIELD
 from honed.optimizers.attribution import example_gold
 from honed.optimizers.candidates import Candidate, PredictorState, example_id
+from honed.optimizers.demo_sets import few_shot_draws
 from honed.optimizers.engine import EngineOptimizer, Proposer, Session, declared_settings
 from honed.optimizers.significance import DEFAULT_SIGNIFICANCE, check_significance
 from honed.programs.metrics import normalize
@@ -279,9 +280,10 @@ class _BehaviorProposer(Proposer):
         """The drafted procedure against answer-only few-shot candidates (labeled training examples as
         demonstrations, no steps), raced on validation (`race`): whether writing steps helps a small target is
         decided per task, on validation, and so is which examples it is shown. As many few-shot sets as the
-        budget can race (up to `few_shot_sets`), each a seeded draw of `few_shot` examples, every other one
-        four times larger. Without few-shot sets (`few_shot=0`, the no-demonstrations ablation, a pipeline
-        whose answer stage reads fields the examples lack) the procedure is validated alone, as before.
+        budget can race (up to `few_shot_sets`): `few_shot` examples chosen for coverage of the answers, and
+        random draws four times larger, in turn (`honed.optimizers.demo_sets`). Without few-shot sets
+        (`few_shot=0`, the no-demonstrations ablation, a pipeline whose answer stage reads fields the examples
+        lack) the procedure is validated alone, as before.
 
         Returns the procedure's validation score (None if it did not reach full validation) and, per few-shot
         set, its id, size and score."""
@@ -316,9 +318,8 @@ class _BehaviorProposer(Proposer):
             if self.run.budget.affords(self.race_cost(1 + n, keep=2)):
                 count = n
                 break
-        sizes = [self.opt.few_shot * (4 if i % 2 else 1) for i in range(count)]
-        return [self.labeled_candidate(seed, self.target, k, origin=f"few-shot-{i}", draw=i)
-                for i, k in enumerate(sizes)]
+        return [self.labeled_candidate(seed, self.target, ids, origin=name)
+                for name, ids in few_shot_draws(self.by_id, count, self.opt.few_shot, self.opt.seed)]
 
     def final_fields(self) -> dict[str, Any]:
         return {"step_scores": self.step_scores, "following": self.following, "edits": self.edits,
@@ -501,9 +502,9 @@ class BehaviorOptimizer(EngineOptimizer):
         demonstrations: False for the ablation (no worked examples; a "follow strictly" instruction).
         max_demos: worked demonstrations kept. minibatch: examples observed per refinement step.
         edits_per_step: repair proposals per refinement step (the first greedy, the others sampled).
-        few_shot, few_shot_sets: answer-only candidates (seeded draws of `few_shot` labeled training examples,
-            every other draw four times larger; at most `few_shot_sets`, as many as the budget races) compete
-            with the procedure on validation, so a task where writing steps does not help keeps few-shot (0: none).
+        few_shot, few_shot_sets: answer-only candidates (`few_shot` labeled training examples chosen to cover the
+            answers, and random draws four times larger, in turn; at most `few_shot_sets`, as many as the budget
+            races) compete with the procedure on validation, so a task where steps do not help keeps few-shot.
         significance: the returned program replaces the seed only when a one-sided paired sign test
             on validation puts its gain at p <= this (1.0: any higher validation score will do).
     """

@@ -14,7 +14,6 @@ for one validation pass" refusal and assemble its own summary dict, and the copi
 from __future__ import annotations
 
 import inspect
-import random
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -79,14 +78,9 @@ class Proposer(CandidateSearch):
     def search(self, seed: Candidate, seed_val: float, beam: list[tuple[Candidate, float]]) -> None:
         raise NotImplementedError
 
-    def labeled_candidate(self, parent: Candidate, predictor: str, k: int, origin: str = "few-shot",
-                          draw: int = 0) -> Candidate:
-        """`parent` with `k` training examples (seeded draw number `draw`) as answer-only demonstrations of
-        `predictor`: what LabeledFewShot would build, as a candidate that competes in the beam. Drawn with a
-        generator of its own, so that the search's own draws (minibatches, verification) are the same with or
-        without it."""
-        rng = random.Random(f"labeled:{self.opt.seed}:{draw}")
-        ids = tuple(rng.sample(list(self.by_id), min(k, len(self.by_id))))
+    def labeled_candidate(self, parent: Candidate, predictor: str, ids: tuple[str, ...], origin: str) -> Candidate:
+        """`parent` with the training examples `ids` as answer-only demonstrations of `predictor` (what
+        LabeledFewShot builds), as a candidate that competes in the beam (see `honed.optimizers.demo_sets`)."""
         state = parent.predictors[predictor]
         return parent.with_predictor(predictor, PredictorState(state.instructions, ids), origin)
 
