@@ -15,7 +15,7 @@ import pytest
 
 from honed.diagnose import diagnose_following
 from honed.report import build_report
-from honed.runs import Run, RunLedger, parse_record, read_ledger
+from honed.runs import Run, RunDirError, RunLedger, parse_record, read_ledger, read_settings
 from honed.runs.records import (
     SCHEMA_VERSION,
     Claim,
@@ -182,3 +182,17 @@ def test_the_ledger_appends_typed_records_and_old_import_paths_still_work(tmp_pa
         {"step": "seed/val", "kind": "validate", "candidate": "c", "n": 2, "score": 0.5, "phase": "seed",
          "budget_used": 2, "paid_calls": 2, "elapsed_s": 0.1, "schema_version": SCHEMA_VERSION},
         {"step": "raw", "kind": "x"}]
+
+
+def test_a_later_search_revision_does_not_resume_a_run_of_an_earlier_one(tmp_path):
+    """A run written before revisions were recorded ran revision 1: it resumes under revision 1 and gains the
+    key, and is refused under a later revision, whose records must not mix with the old search's."""
+    old = {"optimizer": "behavior", "budget": 10}
+    for name in ("a", "b"):
+        ledger = RunLedger(tmp_path / name, old)
+        ledger.append({"step": "seed/val", "kind": "validate", "score": 0.5})
+        ledger.close()
+    with pytest.raises(RunDirError, match="revision"):
+        RunLedger(tmp_path / "a", {**old, "revision": 2})
+    RunLedger(tmp_path / "b", {**old, "revision": 1}).close()
+    assert read_settings(tmp_path / "b")["revision"] == 1

@@ -511,6 +511,7 @@ class BehaviorOptimizer(EngineOptimizer):
 
     name = "behavior"
     proposer = _BehaviorProposer
+    revision = 2  # 2: step 0 races the procedure against few-shot sets
 
     def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600,
                  refinement_steps: int = 3, demonstrations: bool = True, max_demos: int = 3, minibatch: int = 8,

@@ -100,12 +100,16 @@ class Proposer(CandidateSearch):
 class EngineOptimizer(Teleprompter):
     """A DSPy `Teleprompter` whose `compile` is the engine's, with `proposer` doing the search.
 
-    Subclasses set `name`, `proposer`, and the attributes the engine reads: `metric`, `optimizer_model`,
+    Subclasses set `name`, `proposer`, `revision`, and the attributes the engine reads: `metric`, `optimizer_model`,
     `budget`, `seed`, `num_threads`, `progress`. After `compile`, `result` holds the `CompileResult`.
     """
 
     name: ClassVar[str] = ""
     proposer: ClassVar[type[Proposer]]
+    # The search's revision, in the run's settings: bumped when a change of the search (not of its settings)
+    # changes what a compile does, so that a rerun gets a run directory of its own instead of resuming, and
+    # mixing its records into, a ledger the earlier search wrote.
+    revision: ClassVar[int] = 1
     result: CompileResult | None = None
 
     def run_settings(self, train: Sequence[dspy.Example], val: Sequence[dspy.Example], predictors: int
@@ -131,7 +135,7 @@ def declared_settings(optimizer: Any) -> dict[str, Any]:
     """The optimizer's name and its constructor's arguments as set: the settings a run records, read from
     `__init__`'s signature so that they are never restated by hand (and a new argument is never missed)."""
     names = [n for n in inspect.signature(type(optimizer).__init__).parameters if n not in _NOT_SETTINGS]
-    return {"optimizer": optimizer.name, **{n: getattr(optimizer, n) for n in names}}
+    return {"optimizer": optimizer.name, "revision": optimizer.revision, **{n: getattr(optimizer, n) for n in names}}
 
 
 def open_session(optimizer: EngineOptimizer, student: dspy.Module, trainset: Sequence[dspy.Example],

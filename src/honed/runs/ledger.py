@@ -178,9 +178,16 @@ ADDED_SETTINGS = frozenset({"task_model_identity", "optimizer_model_identity"})
 SHOWN_SETTINGS = ("task_model", "optimizer_model", "task_model_identity", "optimizer_model_identity")
 
 
+# A run recorded before optimizers carried a search revision ran revision 1 of its optimizer's search.
+FIRST_REVISION = 1
+
+
 def _upgradable(stored: dict[str, Any], canonical: dict[str, Any]) -> bool:
     missing = set(canonical) - set(stored)
-    return bool(missing) and missing <= ADDED_SETTINGS and all(stored[k] == canonical.get(k) for k in stored)
+    # a run from before revisions were recorded ran its optimizer's first revision: it resumes under that one
+    # only; a later revision of the search is another search, whose records must not join the old ones
+    added = ADDED_SETTINGS | ({"revision"} if canonical.get("revision") == FIRST_REVISION else set())
+    return bool(missing) and missing <= added and all(stored[k] == canonical.get(k) for k in stored)
 
 
 def _differences(stored: dict[str, Any], canonical: dict[str, Any]) -> str:
