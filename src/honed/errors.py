@@ -5,8 +5,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 
+def _rebuild(cls: type[BaseException], args: tuple, state: dict) -> BaseException:
+    """An error as it was pickled: its message and attributes, without calling its `__init__` again."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 class HonedError(Exception):
     """Base class for every error honed raises on purpose."""
+
+    def __reduce__(self) -> tuple:
+        # An error raised in a Ray worker (`ContextLengthExceeded` from an actor's model) reaches the driver
+        # pickled. Python's default unpickling calls `cls(*self.args)`, which fails for errors whose
+        # `__init__` takes other arguments than their message; this one restores them as they were.
+        return _rebuild, (type(self), self.args, dict(self.__dict__))
 
 
 class ConfigError(HonedError):

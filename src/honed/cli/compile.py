@@ -12,7 +12,15 @@ from typing import Any
 
 from honed.adapter import check_program
 from honed.artifact import program_hash, save
-from honed.cli.options import check_out, configure_from, model_options, positive_int, task_from, task_options
+from honed.cli.options import (
+    check_out,
+    configure_from,
+    executor_options,
+    model_options,
+    positive_int,
+    task_from,
+    task_options,
+)
 from honed.compiling import compile_task
 from honed.errors import ConfigError
 from honed.programs import check_task_fits
@@ -49,6 +57,7 @@ def register(commands: Any) -> None:
                       help="behavior optimizer only: no worked demonstrations (the paper's ablation)")
     comp.add_argument("--json", action="store_true", help="print one JSON object")
     model_options(comp)
+    executor_options(comp)
     comp.set_defaults(handler=handle)
 
 

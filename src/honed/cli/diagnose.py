@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from honed.cli.options import configure_from, model_options, positive_int, task_from, task_options
+from honed.cli.options import configure_from, executor_options, model_options, positive_int, task_from, task_options
 from honed.config import default_cache_dir
 from honed.diagnose import diagnose_following, diagnose_reflection
 from honed.diagnose.reflection import parse_plants
@@ -66,6 +66,7 @@ def register(commands: Any) -> None:
                                     "(default: <cache dir>/diagnoses/<task>-<optimizer>-s<seed>)")
     refl.add_argument("--json", action="store_true", help="print one JSON object")
     model_options(refl)
+    executor_options(refl)
 
     follow = which.add_parser("following", help="did accepted refinements change what the target does",
                               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=DIAGNOSE_EPILOG)

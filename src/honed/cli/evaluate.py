@@ -15,6 +15,7 @@ from honed.adapter import check_program
 from honed.cli.options import (
     allow_class_option,
     configure_from,
+    executor_options,
     input_fields,
     load_artifact,
     model_options,
@@ -45,6 +46,7 @@ def register(commands: Any) -> None:
     ev.add_argument("--allow-errors", action="store_true",
                     help="exit 0 even when examples ended in errors (by default any error exits 1)")
     model_options(ev)
+    executor_options(ev)
     ev.set_defaults(handler=handle)
 
 

@@ -39,6 +39,19 @@ def model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int, help="parallel worker threads")
 
 
+def executor_options(parser: argparse.ArgumentParser) -> None:
+    """`--executor ray [--workers N] [--ray-address ADDR]`: where `gguf/` generations run (the cache and the
+    budget stay in this process either way)."""
+    parser.add_argument("--executor", choices=["threads", "ray"], default="threads",
+                        help="threads: the embedded model runs in this process (default); ray: each uncached "
+                             "generation runs on a Ray actor (pip install 'honed[ray]')")
+    parser.add_argument("--workers", type=positive_int,
+                        help="Ray actors, each with its own copy of the model (default: one per cluster CPU)")
+    parser.add_argument("--ray-address", metavar="ADDR",
+                        help="Ray cluster to join (HOST:PORT from `ray start --head`, ray://HOST:10001, auto); "
+                             "default: a local Ray for this process")
+
+
 def task_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task", nargs="?", help="bundled task name (sentiment, first_word_letter, ...) or bbh/<name>")
     parser.add_argument("--train", help="training JSONL file (fields: input, output, optional answers)")
@@ -55,11 +68,13 @@ def allow_class_option(parser: argparse.ArgumentParser) -> None:
 
 
 def configure_from(args: argparse.Namespace) -> Any:
-    """Configure honed from `model_options` (and `--optimizer-model` where a command has it)."""
+    """Configure honed from `model_options` (and `--optimizer-model`, `executor_options` where a command has them)."""
     extra = {"api_base": args.api_base} if args.api_base else {}
     return configure(model=args.model, optimizer_model=getattr(args, "optimizer_model", None),
                      cache_dir=args.cache_dir, typed_outputs=args.typed_outputs,
-                     max_tokens=args.max_tokens, num_threads=args.threads, **extra)
+                     max_tokens=args.max_tokens, num_threads=args.threads,
+                     executor=getattr(args, "executor", "threads"), ray_address=getattr(args, "ray_address", None),
+                     workers=getattr(args, "workers", None), **extra)
 
 
 def task_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Any:
