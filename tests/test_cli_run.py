@@ -8,6 +8,7 @@ import pytest
 
 import honed
 from honed.cli import main
+from honed.cli import run as cli_run
 from honed.testing import SchemaLM
 
 
@@ -131,3 +132,19 @@ def test_help_shows_run_examples(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     assert "honed run sentiment.json --inputs sentences.jsonl" in capsys.readouterr().out
+
+
+@pytest.mark.model
+def test_an_inputs_line_over_the_cap_is_that_lines_error_and_the_others_run(capsys, tmp_path, artifact, cache_dir,
+                                                                            monkeypatch):
+    """`honed run --inputs` reads a line at a time under HONED_MAX_LINE_BYTES: a longer line is refused on its
+    own (the file is never held whole), and the lines around it still run."""
+    monkeypatch.setattr(cli_run, "MAX_LINE_BYTES", 64)
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text('{"sentence": "Fine."}\n{"sentence": "' + "x" * 500 + '"}\n\n{"sentence": "Dull."}\n')
+    code, out, err = run(capsys, "run", str(artifact), "--inputs", str(inputs), "--cache-dir", str(cache_dir),
+                         "--max-tokens", "32")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 3 and "sentiment" in rows[0] and "sentiment" in rows[2]
+    assert rows[1] == {"error": f"{inputs}:2: longer than 64 bytes; shorten the line (or raise HONED_MAX_LINE_BYTES)"}
+    assert code == 1 and err.startswith("honed: error: 1 of 3 inputs failed")

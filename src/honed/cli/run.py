@@ -11,7 +11,7 @@ import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from dspy.adapters.utils import serialize_for_json
 
@@ -19,6 +19,7 @@ from honed.adapter import check_program
 from honed.cli.options import allow_class_option, configure_from, input_fields, load_artifact, model_options, note_model
 from honed.errors import ConfigError, HonedError, ModelRequestBlocked, find_cause
 from honed.programs import fit_problem, refuse_unfit_inputs
+from honed.programs.loaders import MAX_LINE_BYTES
 
 EPILOG = """examples:
   honed run sentiment.json --input '{"sentence": "A quiet triumph."}'
@@ -72,6 +73,10 @@ def handle(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     where = "<stdin>" if args.inputs == "-" else args.inputs
     jobs: list[tuple[dict[str, Any] | None, str | None]] = []
     for number, line in _read_input_lines(args.inputs):
+        if line is None:
+            jobs.append((None, f"{where}:{number}: longer than {MAX_LINE_BYTES:,} bytes; shorten the line (or raise "
+                               "HONED_MAX_LINE_BYTES)"))
+            continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -142,16 +147,39 @@ def _pick_inputs(row: Any, fields: list[str]) -> tuple[dict[str, Any] | None, st
     return {name: row[name] for name in fields}, None
 
 
-def _read_input_lines(where: str) -> list[tuple[int, str]]:
+def _read_input_lines(where: str) -> list[tuple[int, str | None]]:
+    """The non-blank lines of `--inputs` (a file, or `-` for stdin) as (line number, text), read a line at a
+    time with the dataset loaders' cap (`HONED_MAX_LINE_BYTES`): a longer line is (number, None), that line's
+    error, and never held in memory whole."""
     try:
-        text = sys.stdin.read() if where == "-" else Path(where).read_text(encoding="utf-8")
-        text = text.removeprefix("\ufeff")  # a byte-order mark from a Windows editor
+        if where == "-":
+            return _lines(where, sys.stdin.buffer)
+        with Path(where).open("rb") as handle:
+            return _lines(where, handle)
     except FileNotFoundError:
         raise ConfigError(f"{where}: file not found") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"{where}: cannot be read: {exc.strerror or exc}") from None
+
+
+def _lines(where: str, handle: BinaryIO) -> list[tuple[int, str | None]]:
+    lines: list[tuple[int, str | None]] = []
+    number = 0
     # Split on \n only: str.splitlines would also split inside a JSON string holding U+2028 or U+0085.
-    lines = (line.removesuffix("\r") for line in text.split("\n"))
-    return [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
+    while chunk := handle.readline(MAX_LINE_BYTES + 2):
+        number += 1
+        if len(chunk.rstrip(b"\r\n")) > MAX_LINE_BYTES:  # a cut-off chunk has no line end to strip
+            while chunk and not chunk.endswith(b"\n"):  # skip the rest of the line, a piece at a time
+                chunk = handle.readline(MAX_LINE_BYTES + 2)
+            lines.append((number, None))
+            continue
+        try:
+            text = chunk.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{where}:{number}: not UTF-8 text (byte {exc.start} of the line)") from None
+        if number == 1:
+            text = text.removeprefix("\ufeff")  # a byte-order mark from a Windows editor
+        text = text.removesuffix("\n").removesuffix("\r")
+        if text.strip():
+            lines.append((number, text))
+    return lines
