@@ -19,7 +19,7 @@ from honed.adapter import check_program
 from honed.cli.options import allow_class_option, configure_from, input_fields, load_artifact, model_options, note_model
 from honed.errors import ConfigError, HonedError, ModelRequestBlocked, find_cause
 from honed.programs import fit_problem, refuse_unfit_inputs
-from honed.programs.loaders import MAX_LINE_BYTES
+from honed.programs.loaders import MAX_LINE_BYTES, capped_lines
 
 EPILOG = """examples:
   honed run sentiment.json --input '{"sentence": "A quiet triumph."}'
@@ -164,13 +164,9 @@ def _read_input_lines(where: str) -> list[tuple[int, str | None]]:
 
 def _lines(where: str, handle: BinaryIO) -> list[tuple[int, str | None]]:
     lines: list[tuple[int, str | None]] = []
-    number = 0
     # Split on \n only: str.splitlines would also split inside a JSON string holding U+2028 or U+0085.
-    while chunk := handle.readline(MAX_LINE_BYTES + 2):
-        number += 1
-        if len(chunk.rstrip(b"\r\n")) > MAX_LINE_BYTES:  # a cut-off chunk has no line end to strip
-            while chunk and not chunk.endswith(b"\n"):  # skip the rest of the line, a piece at a time
-                chunk = handle.readline(MAX_LINE_BYTES + 2)
+    for number, chunk in enumerate(capped_lines(handle, MAX_LINE_BYTES), start=1):
+        if chunk is None:
             lines.append((number, None))
             continue
         try:

@@ -156,11 +156,6 @@ def open_session(optimizer: EngineOptimizer, student: dspy.Module, trainset: Seq
     return Session(run, list(train), list(val), opt_lm, order)
 
 
-def unaffordable_validation(budget: int, calls: int) -> ConfigError:
-    return ConfigError(f"budget {budget} cannot pay for one validation pass ({calls} calls); "
-                       "raise --budget or use a smaller valset")
-
-
 class Engine:
     """One compile's lifecycle around its proposer."""
 
@@ -171,11 +166,10 @@ class Engine:
         run, val, proposer = self.session.run, self.session.val, self.proposer
         seed = proposer.seed_candidate()
         proposer.seen.add(seed.id)
-        if not run.affords_eval(len(val)):
-            raise unaffordable_validation(self.optimizer.budget, run.eval_cost(len(val)))
-        seed_val = proposer.val_score(seed, val, "seed/val", "seed")
-        if seed_val is None:  # affordable a moment ago; kept for a budget shared with another compile
-            raise unaffordable_validation(self.optimizer.budget, run.eval_cost(len(val)))
+        seed_val = proposer.val_score(seed, val, "seed/val", "seed")  # None: the budget cannot pay for it
+        if seed_val is None:
+            raise ConfigError(f"budget {self.optimizer.budget} cannot pay for one validation pass "
+                              f"({run.eval_cost(len(val))} calls); raise --budget or use a smaller valset")
         run.log(CandidateRecord(step="seed", candidate=seed.to_json(), val_score=seed_val))
         beam: list[tuple[Candidate, float]] = [(seed, seed_val)]
         proposer.search(seed, seed_val, beam)

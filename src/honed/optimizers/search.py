@@ -143,7 +143,7 @@ class CandidateSearch:
         fewer (or none) when the budget ran out. Each rung is logged as `Validate` at its prefix size, the
         last one under `full_step(candidate)` when given (the step id a full validation pass has elsewhere).
         """
-        rungs = sorted({max(1, len(self.val) // 4), max(1, len(self.val) // 2), len(self.val)})
+        rungs = self.race_rungs()
         scores: dict[str, list[float]] = {c.id: [] for c in candidates}
         alive, done = list(candidates), 0
         for rung, size in enumerate(rungs):
@@ -167,9 +167,13 @@ class CandidateSearch:
             alive = [c for c, _ in ran[: max(keep, math.ceil(len(ran) / 2))]]
         return []
 
+    def race_rungs(self) -> list[int]:
+        """The validation prefix sizes a race runs candidates on: a quarter, a half, all of it."""
+        return sorted({max(1, len(self.val) // 4), max(1, len(self.val) // 2), len(self.val)})
+
     def race_cost(self, candidates: int, keep: int = 1) -> int:
         """Calls `race` needs for `candidates` candidates (each rung's new examples, for those still in it)."""
-        rungs = sorted({max(1, len(self.val) // 4), max(1, len(self.val) // 2), len(self.val)})
+        rungs = self.race_rungs()
         cost, alive, done = 0, candidates, 0
         for size in rungs:
             cost += alive * self.run.eval_cost(size - done)

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import dspy
 
@@ -128,13 +128,26 @@ def _parse_line(path: str, number: int, raw: bytes) -> Any:
 MAX_LINE_BYTES = int(os.environ.get("HONED_MAX_LINE_BYTES", str(1 << 20)))
 
 
+def capped_lines(handle: BinaryIO, limit: int | None = None) -> Iterator[bytes | None]:
+    """Each line of a binary stream (up to and including its `\\n`), read at most `limit` bytes at a time
+    (default `MAX_LINE_BYTES`); None for a line longer than that, whose rest is skipped, never held whole."""
+    limit = MAX_LINE_BYTES if limit is None else limit
+    while chunk := handle.readline(limit + 2):
+        if len(chunk.rstrip(b"\r\n")) > limit:  # a cut-off chunk has no line end to strip
+            while chunk and not chunk.endswith(b"\n"):
+                chunk = handle.readline(limit + 2)
+            yield None
+            continue
+        yield chunk
+
+
 def _numbered_lines(where: str) -> Iterator[tuple[int, bytes]]:
     """The file's lines with their numbers (as `bytes.splitlines` numbers them), never one over the cap."""
     number = 0
     try:
         with open(where, "rb") as handle:
-            while chunk := handle.readline(MAX_LINE_BYTES + 2):
-                if len(chunk.rstrip(b"\r\n")) > MAX_LINE_BYTES:  # a cut-off chunk has no line end to strip
+            for chunk in capped_lines(handle):
+                if chunk is None:
                     raise DatasetError(where, number + 1, None, f"is longer than {MAX_LINE_BYTES:,} bytes; "
                                        "shorten the row (or raise HONED_MAX_LINE_BYTES)")
                 for raw in chunk.splitlines() or [b""]:
