@@ -42,6 +42,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import dspy  # noqa: E402
 
 import honed  # noqa: E402
+from honed.cli.options import executor_options  # noqa: E402
 from honed.compiling import affordable_val_size, compile_task, task_splits  # noqa: E402
 from honed.config import current_cache  # noqa: E402
 from honed.evaluate import EvalReport, evaluate  # noqa: E402
@@ -99,10 +100,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"), help="results folder")
     parser.add_argument("--default-adapter-limit", type=int, default=20,
                         help=f"test examples for the {DEFAULT_ADAPTER_ROW} row (default 20; 0 skips the row)")
+    executor_options(parser)
     args = parser.parse_args(argv)
     if bool(args.train) != bool(args.test):
         parser.error("--train and --test go together")
     return args
+
+
+def executor_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """`honed.configure`'s executor arguments from `executor_options` (threads unless `--executor ray`)."""
+    return {"executor": args.executor, "ray_address": args.ray_address, "workers": args.workers}
 
 
 def _tasks(args: argparse.Namespace) -> list[Task]:
@@ -329,14 +336,15 @@ def write_results(result: dict[str, Any], out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    honed.configure(model=args.model, optimizer_model=args.optimizer_model, cache_dir=args.cache_dir)
+    honed.configure(model=args.model, optimizer_model=args.optimizer_model, cache_dir=args.cache_dir,
+                    **executor_settings(args))
     tasks = _tasks(args)
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     config = {"model": args.model, "optimizer_model": args.optimizer_model or args.model, "budget": args.budget,
               "train_size": args.train_size, "val_size": args.val_size, "limit": args.limit, "seed": args.seed,
-              "tasks": [t.name for t in tasks],
-              "optimizers": args.optimizers, "honed": honed.__version__, "dspy": dspy.__version__,
+              "tasks": [t.name for t in tasks], "optimizers": args.optimizers, "executor": args.executor,
+              "honed": honed.__version__, "dspy": dspy.__version__,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"}
     out = Path(args.out)
     for task in tasks:

@@ -33,10 +33,11 @@ from typing import Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compare import run_row  # noqa: E402
+from compare import executor_settings, run_row  # noqa: E402
 from paired_bootstrap import paired_difference  # noqa: E402
 
 import honed  # noqa: E402
+from honed.cli.options import executor_options  # noqa: E402
 from honed.programs import load_task  # noqa: E402
 
 TASKS = ["object_counting", "navigate"]
@@ -76,6 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bbh-dir", default=os.environ.get("HONED_BBH_DIR") or str(DEFAULT_BBH_DIR))
     parser.add_argument("--cache-dir", help="honed cache directory (default: honed's)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"), help="results folder")
+    executor_options(parser)
     args = parser.parse_args(argv)
     unknown = [row for row in args.rows.split(",") if row not in ROWS]
     if unknown:
@@ -161,12 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     tasks, targets, row_names = args.tasks.split(","), args.targets.split(","), args.rows.split(",")
     config = {"tasks": tasks, "targets": targets, "rows": row_names, "optimizer_model": args.optimizer_model,
               "budget": args.budget, "seed": args.seed, "limit": args.limit, "train_size": args.train_size,
-              "val_size": args.val_size, "honed": honed.__version__, "partial": "the run is still going"}
+              "val_size": args.val_size, "executor": args.executor, "honed": honed.__version__,
+              "partial": "the run is still going"}
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     out = Path(args.out)
     for target in targets:
-        honed.configure(model=target, optimizer_model=args.optimizer_model, cache_dir=args.cache_dir)
+        honed.configure(model=target, optimizer_model=args.optimizer_model, cache_dir=args.cache_dir,
+                        **executor_settings(args))
         for task_name in tasks:
             for name in row_names:
                 program, optimizer, options = ROWS[name]

@@ -224,6 +224,39 @@ def test_a_ray_compile_killed_with_sigkill_resumes_to_the_threads_program(capsys
     assert resumed["lm_calls"] < reference["lm_calls"]  # what the killed driver had cached was not paid again
 
 
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _compare_rows(tmp_path: Path, name: str, *extra: str) -> dict[str, dict[str, Any]]:
+    """benchmarks/compare.py in this process (as `python benchmarks/compare.py ...` runs it), its rows by name."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import compare
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    out = tmp_path / name
+    argv = ["--tasks", TASK, "--optimizers", "none,labeled", "--budget", "12", "--limit", "4", "--train-size",
+            "8", "--val-size", "4", "--default-adapter-limit", "0", "--cache-dir", str(tmp_path / f"{name}-cache"),
+            "--out", str(out), *extra]
+    assert compare.main(argv) == 0
+    result = json.loads((out / "compare.json").read_text())
+    assert result["config"]["executor"] == ("ray" if "ray" in extra else "threads")
+    return {row["optimizer"]: row for row in result["rows"]}
+
+
+def test_the_compare_benchmark_on_ray_gives_the_threads_rows(tmp_path):
+    honed.configure(executor="ray", workers=WORKERS)  # the actors compare.py's configure keeps
+    before = _pool().stats.completed
+    on_ray = _compare_rows(tmp_path, "ray", "--executor", "ray", "--workers", str(WORKERS))
+    assert _pool().stats.completed - before > 0  # the generations did run on the actors
+    on_threads = _compare_rows(tmp_path, "threads")
+    assert active_ray_provider() is None
+    for name in ("none", "labeled"):
+        for field in ("test_score", "val_score", "calls", "paid_calls", "test_scores", "stop_reason"):
+            assert on_ray[name][field] == on_threads[name][field], (name, field)
+    assert on_ray["labeled"]["calls"] == 8 and on_ray["labeled"]["error"] is None
+
+
 def test_a_provider_error_on_an_actor_reaches_the_driver_as_the_provider_raised_it(tmp_path):
     honed.configure(model="gguf/smollm2-135m", cache_dir=tmp_path / "ray", executor="ray", workers=WORKERS)
     lm = dspy.LM("gguf/smollm2-135m", cache=False, max_tokens=64, num_retries=0)
