@@ -46,6 +46,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import dspy  # noqa: E402
 
 import honed  # noqa: E402
+from honed.models.batching import LlamaBackend  # noqa: E402
 from honed.models.gguf import GGUFProvider, install_gguf_provider, register_gguf_provider  # noqa: E402
 from honed.models.resolve import resolve_gguf_path  # noqa: E402
 from honed.modules.behave import Behave  # noqa: E402
@@ -68,8 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"comma-separated, from {', '.join(WORKLOADS)}")
     parser.add_argument("--limit", type=int, default=100, help="examples per classify and behavior workload")
     parser.add_argument("--optimizer-limit", type=int, default=20, help="reflection calls (at most 20)")
-    parser.add_argument("--threads", type=int, default=4, help="DSPy threads sending requests")
-    parser.add_argument("--batch-seqs", type=int, default=4, help="sequences the batched loop decodes at once")
+    parser.add_argument("--threads", type=int, default=16, help="DSPy threads sending requests")
+    parser.add_argument("--batch-seqs", type=int, default=16, help="sequences the batched loop decodes at once")
     parser.add_argument("--model", default=TARGET)
     parser.add_argument("--optimizer-model", default="gguf/qwen2.5-coder-1.5b")
     parser.add_argument("--optimizer-tokens", type=int, default=160, help="max_tokens of a reflection call")
@@ -167,6 +168,38 @@ def floor_rates(provider: GGUFProvider, model: str) -> dict[str, float]:
         gen_tps = 24 / (time.perf_counter() - started)
         llama.reset()
     return {"prompt_tps": round(prompt_tps, 1), "gen_tps": round(gen_tps, 1)}
+
+
+def decode_ceiling(provider: GGUFProvider, model: str, seqs: int, context: int = 128,
+                   steps: int = 20) -> dict[str, Any]:
+    """Raw llama.cpp decode steps of one token for each of 1 and `seqs` sequences (each `context` tokens in):
+    generated tokens/s, and their ratio, the most that decoding sequences together can gain on this machine.
+
+    Why: where a machine's decode is bound by compute rather than by reading the weights, a step of `seqs`
+    tokens costs nearly `seqs` times one, and no batching loop can beat this ratio on generated tokens.
+    """
+    loaded = provider.loaded(resolve_gguf_path(model))
+    with loaded.lock:
+        backend = LlamaBackend(loaded.llama, seqs)
+        try:
+            prompt = loaded.llama.tokenize(" ".join(f"word{i} is here" for i in range(100)).encode(),
+                                           add_bos=True)[:context]
+            for seq in range(seqs):
+                backend.decode(prompt, list(range(len(prompt))), [seq] * len(prompt),
+                               [False] * (len(prompt) - 1) + [True])
+            rates = {}
+            for width in sorted({1, seqs}):
+                started = time.perf_counter()
+                for step in range(steps):
+                    backend.decode([prompt[-1]] * width, [len(prompt) + step] * width, list(range(width)),
+                                   [True] * width)
+                rates[width] = round(width * steps / (time.perf_counter() - started), 1)
+                for seq in range(width):
+                    backend.seq_rm(seq, len(prompt), -1)
+        finally:
+            backend.close()
+    return {"seqs": seqs, "context": len(prompt), "gen_tps_one": rates[1], "gen_tps_batched": rates[seqs],
+            "ceiling": round(rates[seqs] / rates[1], 2)}
 
 
 def run_once(provider: GGUFProvider, model: str, program: dspy.Module, examples: list[dspy.Example],
@@ -269,6 +302,11 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", "Floor rates (raw llama.cpp, one stream): " + ", ".join(
         f"{model}: prompt {r['prompt_tps']} tok/s, generation {r['gen_tps']} tok/s"
         for model, r in result["floor"].items()) + ".", ""]
+    lines += ["Decode ceiling (raw llama.cpp decode steps, one token per sequence, each sequence "
+              "{context} tokens in): ".format(context=next(iter(result["decode_ceiling"].values()))["context"])
+              + ", ".join(f"{model}: 1 sequence {r['gen_tps_one']} tok/s, {r['seqs']} sequences "
+                          f"{r['gen_tps_batched']} tok/s, so batching can at most gain {r['ceiling']}x on "
+                          "generated tokens" for model, r in result["decode_ceiling"].items()) + ".", ""]
     return "\n".join(lines)
 
 
@@ -287,6 +325,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     load_before = load_average()
     result: dict[str, Any] = {}
     floors: dict[str, dict[str, float]] = {}
+    ceilings: dict[str, dict[str, Any]] = {}
     try:
         for name in args.workloads:
             model = args.optimizer_model if name == "optimizer" else args.model
@@ -294,6 +333,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 warm(single, model)
                 warm(batched, model)
                 floors[model] = floor_rates(single, model)
+                ceilings[model] = decode_ceiling(single, model, args.batch_seqs)
             result[name] = compare(name, single, batched, recorders, model, floors[model], args)
     finally:
         register_gguf_provider()
@@ -302,6 +342,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     load_after = load_average()
     cpus = os.cpu_count() or 1
     result["floor"] = floors
+    result["decode_ceiling"] = ceilings
     result["environment"] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "platform": platform.platform(), "cpus": cpus,
         "llama_threads": int(os.environ.get("HONED_GGUF_THREADS") or cpus), "dspy_threads": args.threads,

@@ -162,6 +162,17 @@ def test_concurrent_requests_of_different_lengths_each_get_their_own_answer(make
     assert backend.thread_ids == {engine._thread.ident}, "only the loop thread touches the context"
 
 
+def test_generated_tokens_are_decoded_in_groups_no_wider_than_the_exact_width(make_engine):
+    script = {(2, i): [3 + i] * 6 for i in range(4)}
+    engine, backend = make_engine(script, n_seq=4, delay=0.002, mixed_batches=False)
+    backend.exact_width = 2  # what `LlamaBackend.probe_exact_width` finds for a Q4_K_M model
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda prompt: engine.submit(request(list(prompt))).result(5), script))
+    assert [r.text for r in results] == [text_of(answer) for answer in script.values()]
+    assert engine.stats.max_active > 2, "more sequences were active than one group holds"
+    assert max(len(seqs) for seqs in backend.batches) == 2
+
+
 def test_more_requests_than_sequences_queue_and_all_finish(make_engine):
     script = {(7, i): [1 + i % 20] * 5 for i in range(10)}
     engine, _ = make_engine(script, n_seq=2)

@@ -238,3 +238,39 @@ def test_a_copied_prefix_gives_what_evaluating_the_whole_prompt_gives(use_batche
         finally:
             engine.close()
     assert texts[True] == texts[False]
+
+
+def _row0_logits(backend, prompt: list[int], width: int):
+    """Sequence 0's logits after one decode step of `width` sequences, each holding `prompt`."""
+    n = len(prompt)
+    backend.decode(prompt * width, list(range(n)) * width, [s for s in range(width) for _ in prompt],
+                   [False] * (n * width))
+    backend.decode([prompt[-1]] * width, [n] * width, list(range(width)), [True] * width)
+    logits = backend.row_logits(0).copy()
+    for seq in range(width):
+        backend.seq_rm(seq, 0, -1)
+    return logits
+
+
+@pytest.mark.parametrize(("model", "exact"), [("gguf/smollm2-135m", True), ("gguf/qwen2.5-coder-1.5b", False)])
+def test_the_exactness_probe_finds_how_many_sequences_decode_like_one(single_stream, model, exact):
+    """Q4_1 SmolLM2 computes a 4-sequence step as four 1-sequence steps; Q4_K_M Qwen does not, so its batched
+    loop must decode generated tokens in narrower groups to keep the single-stream answers."""
+    import numpy as np
+
+    from honed.models.batching import LlamaBackend
+    from honed.models.gguf import resolve_gguf_path
+
+    loaded = single_stream.loaded(resolve_gguf_path(model))
+    with loaded.lock:
+        backend = LlamaBackend(loaded.llama, 4)
+        try:
+            width = backend.probe_exact_width()
+            prompt = [int(t) for t in loaded.llama.tokenize(b"Count the apples: one, two,", add_bos=True)]
+            one, four = _row0_logits(backend, prompt, 1), _row0_logits(backend, prompt, 4)
+            assert np.array_equal(one, four) is exact  # the probe's finding, checked on another prompt
+            assert width == 4 if exact else width < 4
+            assert np.array_equal(_row0_logits(backend, prompt, width), one)
+            assert backend.stats.exact_width == width
+        finally:
+            backend.close()

@@ -124,6 +124,7 @@ class EngineStats:
     max_active: int = 0
     grammar_shortcuts: int = 0  # greedy tokens the grammar allowed as they were
     grammar_full: int = 0  # greedy tokens the grammar refused as they were (then asked about the best ones)
+    exact_width: int = 0  # generated tokens decoded together at most (0: no limit was probed)
     decode_seconds: float = 0.0  # in llama_decode
     sample_seconds: float = 0.0  # sampling and the per-token checks (stop strings, detokenizing)
 
@@ -402,7 +403,9 @@ class BatchEngine:
         and then prompt chunks up to `n_batch`. Otherwise (separate KV streams) each prompt chunk is decoded
         on its own, exactly as the single-stream `Llama` decodes it, and the generating sequences together in
         a second decode: llama.cpp would split a mixed batch per stream anyway, and cutting a prompt into
-        other pieces than the single-stream path does can change the low bits of its numbers.
+        other pieces than the single-stream path does can change the low bits of its numbers. The generating
+        sequences go in groups of at most the backend's `exact_width`: the most rows a decode of this model
+        computes with the numbers of a one-row decode (see `LlamaBackend.probe_exact_width`).
         """
         jobs = sorted((slot.job for slot in self._slots if slot.job is not None), key=lambda job: job.order)
         generating = [job for job in jobs if job.next_token is not None]
@@ -413,8 +416,9 @@ class BatchEngine:
         if prompting:
             self._decode([], prompting[:1], self._backend.n_batch)
         generating = [job for job in generating if job.slot is not None]
-        if generating:
-            self._decode(generating, [], 0)
+        width = max(1, getattr(self._backend, "exact_width", len(generating) or 1))
+        for start in range(0, len(generating), width):
+            self._decode(generating[start:start + width], [], 0)
 
     def _decode(self, generating: list[_Job], prompting: list[_Job], prompt_budget: int) -> None:
         """One llama_decode: each of `generating`'s next token, then chunks of `prompting`'s prompts."""
@@ -617,6 +621,7 @@ class LlamaBackend:
         self.kv_unified = kv_unified
         self.mixed_batches = kv_unified
         self.min_copy = 1 if kv_unified else 16
+        self.exact_width = n_seq  # until `probe_exact_width` says otherwise
         self.greedy_shortcut = greedy_shortcut
         self.stats = stats if stats is not None else EngineStats()
         params = llama_cpp.llama_context_params.from_buffer_copy(llama.context_params)
@@ -658,6 +663,43 @@ class LlamaBackend:
         code = self._llama_cpp.llama_decode(self.context.ctx, b)
         if code != 0:
             raise RuntimeError(f"llama_decode returned {code}")
+
+    def probe_exact_width(self, widths: tuple[int, ...] = (2, 4, 8, 16, 32)) -> int:
+        """The widest decode step (sequences at once, among `widths`) whose logits equal a one-sequence step.
+
+        Why: llama.cpp's CPU kernels for some weight types take another code path once a matrix product has
+        several rows (measured: Q4_K_M Qwen2.5 models differ by up to 0.47 in a logit from 4 rows on; Q4_1
+        SmolLM2 does not, up to 16 rows), and then a greedy answer can change wherever two tokens are nearly tied, with
+        which requests happen to share a step. Decoding generated tokens in groups no wider than this keeps
+        the answers those of the single-stream path. One short prompt on sequence 0, copied to the others,
+        then one step at each width, comparing sequence 0's logits; the KV cache is left empty. Sets and
+        returns `exact_width`.
+        """
+        prompt = [int(t) for t in self._llama.tokenize(b"The quick brown fox", add_bos=True)]
+        n = len(prompt)
+        candidates = [w for w in widths if w <= self.n_seq and w * n <= self.n_batch]
+        widest = max(candidates, default=1)
+        try:  # one decode fills every sequence; only sequence 0's cells matter, and they are the same for all
+            self.decode(prompt * widest, list(range(n)) * widest, [seq for seq in range(widest) for _ in prompt],
+                        [False] * (n * widest))
+            reference: np.ndarray | None = None
+            exact = 1
+            for width in [1, *candidates]:
+                self.decode([prompt[-1]] * width, [n] * width, list(range(width)), [True] * width)
+                logits = self.row_logits(0).copy()
+                for seq in range(width):
+                    self.seq_rm(seq, n, -1)
+                if reference is None:
+                    reference = logits
+                elif np.array_equal(logits, reference):
+                    exact = width
+                else:
+                    break
+        finally:
+            for seq in range(max(1, widest)):
+                self.seq_rm(seq, 0, -1)
+        self.exact_width = self.stats.exact_width = exact
+        return exact
 
     def seq_rm(self, seq: int, p0: int, p1: int) -> None:
         if not self._llama_cpp.llama_memory_seq_rm(self._memory, seq, p0, p1):

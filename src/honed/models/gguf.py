@@ -7,14 +7,16 @@ One `llama_cpp.Llama` per model file per process. llama.cpp contexts are not saf
 threads (a shared instance has segfaulted under DSPy's worker threads), so every call on an
 instance holds that instance's lock; DSPy's threads simply queue.
 
-Batched decoding (the default; `HONED_GGUF_BATCH=0` keeps the single-stream path, see
+Batched decoding (opt-in: `HONED_GGUF_BATCH=1`; see
 `honed.models.batching`): requests arriving concurrently are decoded together as sequences of a second,
 multi-sequence context on the same model, owned by one decode-loop thread (so that context, too, is only ever
 touched by one thread), each with its own grammar and sampler, each handed back as soon as it ends, and each
 starting from the longest prompt prefix any sequence holds in the KV cache. A request is rendered by the same
 chat handler, so its prompt tokens, stop strings and sampling parameters are exactly those of the
-single-stream path, and each sequence's KV cells sit where the single-stream context puts them, so at
-temperature 0 the answers are the single-stream ones; requests the loop does not implement (streaming,
+single-stream path, and each sequence's KV cells sit where the single-stream context puts them, and
+generated tokens are decoded in groups no wider than the model computes exactly as one row (probed when the
+loop starts; `HONED_GGUF_BATCH_EXACT=0` skips the probe and the limit), so at temperature 0 the answers are
+the single-stream ones; requests the loop does not implement (streaming,
 logprobs, logit bias, mirostat, text prompts) take the single-stream path. Each sequence has the
 single-stream context's room (`HONED_GGUF_N_CTX`), and `HONED_GGUF_BATCH_SEQS` of them decode at once
 (default 4, fewer for long contexts; more requests wait for a free one). `HONED_GGUF_BATCH_WAIT_MS` (default
@@ -285,6 +287,12 @@ class GGUFProvider(CustomLLM):
         wait_ms = float(os.environ.get("HONED_GGUF_BATCH_WAIT_MS") or 0)
         stats = EngineStats()
         backend = LlamaBackend(llama, seqs, kv_unified=_env_flag("HONED_GGUF_BATCH_UNIFIED", False), stats=stats)
+        if not backend.kv_unified and _env_flag("HONED_GGUF_BATCH_EXACT", True):
+            try:
+                backend.probe_exact_width()
+            except Exception:
+                backend.close()
+                raise
         return BatchEngine(backend, max_wait_s=wait_ms / 1000, name=path.stem, stats=stats)
 
     def engine_stats(self) -> dict[str, dict[str, float]]:
