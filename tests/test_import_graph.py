@@ -19,7 +19,7 @@ PACKAGE = "honed"
 # honed's parts from the bottom up: a module may import its own layer and the layers below, never one above.
 # A part is a top-level module or subpackage (`artifact_*.py` are the artifact, `cli/` the command line).
 LAYERS: list[set[str]] = [
-    {"errors", "files", "text", "version"},
+    {"errors", "env_settings", "files", "text", "version"},
     {"models"},
     {"signatures", "modules", "splits", "testing"},
     {"adapter", "cache", "config", "programs"},

@@ -48,6 +48,7 @@ from typing import Any
 from litellm import CustomLLM
 from litellm.types.utils import Choices, Message, ModelResponse, Usage
 
+from honed.env_settings import env_float, env_int
 from honed.errors import ContextLengthExceeded
 from honed.models.batching import BatchEngine, BatchRequest, BatchResult, EngineStats, LlamaBackend
 from honed.models.guard import check_allowed
@@ -55,7 +56,7 @@ from honed.models.resolve import resolve_gguf_path
 from honed.models.schema import canonical_json, grammar_for_schema, schema_from_response_format
 
 DEFAULT_MAX_TOKENS = 512
-DEFAULT_N_CTX = int(os.environ.get("HONED_GGUF_N_CTX", "4096"))
+DEFAULT_N_CTX = env_int("HONED_GGUF_N_CTX", 4096, minimum=64)
 # The least room a prompt must leave for the answer (or max_tokens, if smaller): a typed answer such
 # as {"sentiment": "positive"} takes ~8 tokens, a short text answer a few dozen.
 MIN_ANSWER_TOKENS = 32
@@ -125,17 +126,15 @@ def default_batch_seqs(n_ctx: int) -> int:
 def batching_enabled() -> bool:
     """Whether new `gguf/` models get a batched decode loop: only with `HONED_GGUF_BATCH=1`.
 
-    Opt-in because on 2 cores it was measured no faster for short typed answers (0.97-1.10x on sentiment)
-    and 1.45-1.56x on behavior traces, with equal answers on every compared request (see
-    benchmarks/results/provider_speed.md); it also holds a second context per model (~160 MB more).
+    Opt-in because it holds a second context per model (the KV cache of every sequence: ~380 MB for 4
+    sequences of the 135M at 4096 positions) and gains 1.4-2x on 2 cores (benchmarks/results/provider_speed.md).
     """
     return _env_flag("HONED_GGUF_BATCH", False)
 
 
 def _threads() -> int:
     """llama.cpp threads per context: `HONED_GGUF_THREADS`, else every core."""
-    value = os.environ.get("HONED_GGUF_THREADS", "").strip()
-    return max(1, int(value)) if value else (os.cpu_count() or 1)
+    return env_int("HONED_GGUF_THREADS", os.cpu_count() or 1, minimum=1)
 
 
 class _Captured(Exception):
@@ -280,11 +279,11 @@ class GGUFProvider(CustomLLM):
 
     def _engine_for(self, llama: Any, path: Path) -> BatchEngine | None:
         """The batched loop for a loaded model, or None when fewer than two sequences would fit."""
-        seqs = self.batch_seqs or int(os.environ.get("HONED_GGUF_BATCH_SEQS") or 0) or default_batch_seqs(
+        seqs = self.batch_seqs or env_int("HONED_GGUF_BATCH_SEQS", 0, minimum=0) or default_batch_seqs(
             int(llama.n_ctx()))
         if seqs < 2:
             return None
-        wait_ms = float(os.environ.get("HONED_GGUF_BATCH_WAIT_MS") or 0)
+        wait_ms = env_float("HONED_GGUF_BATCH_WAIT_MS", 0.0, minimum=0.0)
         stats = EngineStats()
         backend = LlamaBackend(llama, seqs, kv_unified=_env_flag("HONED_GGUF_BATCH_UNIFIED", False), stats=stats)
         if not backend.kv_unified and _env_flag("HONED_GGUF_BATCH_EXACT", True):

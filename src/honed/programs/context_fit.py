@@ -38,13 +38,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import litellm
 
+from honed.env_settings import env_int
 from honed.errors import DatasetError
 from honed.models.gguf import DEFAULT_N_CTX, MIN_ANSWER_TOKENS, GGUFProvider, register_gguf_provider
 from honed.models.resolve import is_gguf_model, resolve_gguf_path
@@ -54,7 +54,7 @@ log = logging.getLogger("honed.programs")
 
 # The chat template, the field names and a short instruction, at the least (see the module docstring).
 PROMPT_FIXED_TOKENS = 96
-CONTEXT_RESERVE = int(os.environ.get("HONED_CONTEXT_RESERVE") or PROMPT_FIXED_TOKENS + MIN_ANSWER_TOKENS)
+CONTEXT_RESERVE = env_int("HONED_CONTEXT_RESERVE", PROMPT_FIXED_TOKENS + MIN_ANSWER_TOKENS, minimum=0)
 # Tokenizers litellm would fetch from the Hugging Face hub (its `huggingface_tokenizer_kind`); the others it
 # bundles. For these, tiktoken's bundled encoding counts instead: never a download.
 _DOWNLOADED_TOKENIZERS = {"cohere", "llama2", "llama3"}

@@ -9,7 +9,6 @@ model is known (`honed.programs.context_fit`), can still name the file, line and
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any, BinaryIO
 
 import dspy
 
+from honed.env_settings import env_int
 from honed.errors import DatasetError
 from honed.text import unpaired_surrogate
 
@@ -125,7 +125,7 @@ def _parse_line(path: str, number: int, raw: bytes) -> Any:
 
 # A row longer than this is refused while reading, before it is parsed or held whole: a valid 50 MB line used to
 # load, then take 122 s and 6 GB of memory before the model's context refused it.
-MAX_LINE_BYTES = int(os.environ.get("HONED_MAX_LINE_BYTES", str(1 << 20)))
+MAX_LINE_BYTES = env_int("HONED_MAX_LINE_BYTES", 1 << 20, minimum=1)
 
 
 def capped_lines(handle: BinaryIO, limit: int | None = None) -> Iterator[bytes | None]:

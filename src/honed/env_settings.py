@@ -1,0 +1,45 @@
+"""Numbers read from `HONED_*` environment variables, with one clear error for a value that is not one.
+
+Why one place: several modules read a size or a count from the environment when they are imported
+(`HONED_GGUF_N_CTX`, `HONED_CONTEXT_RESERVE`, `HONED_MAX_LINE_BYTES`, ...). A bare `int(...)` there turned a
+typo into a ValueError traceback from deep inside `import honed`; this says which variable, what it held and
+what it takes.
+"""
+
+from __future__ import annotations
+
+import os
+
+from honed.errors import ConfigError
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    """`$name` as a whole number (`default` when unset or blank); ConfigError when it is not one."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number; set it to one (e.g. {name}={default}) "
+                          "or unset it for the default") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}={value} is below its least value {minimum}; set it to {minimum} or more, "
+                          f"or unset it for the default ({default})")
+    return value
+
+
+def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
+    """`$name` as a number (`default` when unset or blank); ConfigError when it is not one."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number; set it to one (e.g. {name}={default}) "
+                          "or unset it for the default") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name}={value} is below its least value {minimum}; set it to {minimum} or more, "
+                          f"or unset it for the default ({default})")
+    return value
