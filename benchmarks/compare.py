@@ -344,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     config = {"model": args.model, "optimizer_model": args.optimizer_model or args.model, "budget": args.budget,
               "train_size": args.train_size, "val_size": args.val_size, "limit": args.limit, "seed": args.seed,
               "tasks": [t.name for t in tasks], "optimizers": args.optimizers, "executor": args.executor,
+              "workers": args.workers, "ray_address": args.ray_address,
               "honed": honed.__version__, "dspy": dspy.__version__,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"}
     out = Path(args.out)

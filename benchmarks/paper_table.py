@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     tasks, targets, row_names = args.tasks.split(","), args.targets.split(","), args.rows.split(",")
     config = {"tasks": tasks, "targets": targets, "rows": row_names, "optimizer_model": args.optimizer_model,
               "budget": args.budget, "seed": args.seed, "limit": args.limit, "train_size": args.train_size,
-              "val_size": args.val_size, "executor": args.executor, "honed": honed.__version__,
+              "val_size": args.val_size, "executor": args.executor, "workers": args.workers,
+              "ray_address": args.ray_address, "honed": honed.__version__,
               "partial": "the run is still going"}
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()

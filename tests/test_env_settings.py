@@ -33,6 +33,13 @@ def test_a_bad_value_is_one_error_naming_the_variable_and_the_fix(monkeypatch, r
     assert needle in str(info.value) and "HONED_TEST_N" in str(info.value) and "unset it" in str(info.value)
 
 
+@pytest.mark.parametrize("raw", ["nan", "inf", "-inf", "soon"])
+def test_a_float_setting_must_be_a_finite_number(monkeypatch, raw):
+    monkeypatch.setenv("HONED_TEST_N", raw)
+    with pytest.raises(ConfigError, match="is not a finite number"):
+        env_float("HONED_TEST_N", 0.5, minimum=0.0)
+
+
 def test_a_bad_number_in_the_environment_stops_import_with_that_message():
     env = {**os.environ, "HONED_GGUF_N_CTX": "4k"}
     done = subprocess.run([sys.executable, "-c", "import honed"], env=env, capture_output=True, text=True,

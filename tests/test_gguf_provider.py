@@ -269,7 +269,7 @@ def test_the_exactness_probe_finds_how_many_sequences_decode_like_one(single_str
             prompt = [int(t) for t in loaded.llama.tokenize(b"Count the apples: one, two,", add_bos=True)]
             one, four = _row0_logits(backend, prompt, 1), _row0_logits(backend, prompt, 4)
             assert np.array_equal(one, four) is exact  # the probe's finding, checked on another prompt
-            assert width == 4 if exact else width < 4
+            assert width == (4 if exact else 3)  # Qwen's Q4_K_M: 3 rows still decode like one, 4 do not
             assert np.array_equal(_row0_logits(backend, prompt, width), one)
             assert backend.stats.exact_width == width
         finally:

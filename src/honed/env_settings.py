@@ -8,6 +8,7 @@ what it takes.
 
 from __future__ import annotations
 
+import math
 import os
 
 from honed.errors import ConfigError
@@ -37,7 +38,9 @@ def env_float(name: str, default: float, *, minimum: float | None = None) -> flo
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number; set it to one (e.g. {name}={default}) "
+        value = math.nan
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}={raw!r} is not a finite number; set it to one (e.g. {name}={default}) "
                           "or unset it for the default") from None
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name}={value} is below its least value {minimum}; set it to {minimum} or more, "

@@ -664,39 +664,43 @@ class LlamaBackend:
         if code != 0:
             raise RuntimeError(f"llama_decode returned {code}")
 
-    def probe_exact_width(self, widths: tuple[int, ...] = (2, 4, 8, 16, 32)) -> int:
-        """The widest decode step (sequences at once, among `widths`) whose logits equal a one-sequence step.
+    def probe_exact_width(self, most: int = 32) -> int:
+        """The most sequences (up to `most`) a decode step can carry with every row's logits equal to those
+        of a one-sequence step; the loop decodes generated tokens in groups no wider (`BatchEngine._step`).
 
         Why: llama.cpp's CPU kernels for some weight types take another code path once a matrix product has
         several rows (measured: Q4_K_M Qwen2.5 models differ by up to 0.47 in a logit from 4 rows on; Q4_1
-        SmolLM2 does not, up to 16 rows), and then a greedy answer can change wherever two tokens are nearly tied, with
-        which requests happen to share a step. Decoding generated tokens in groups no wider than this keeps
-        the answers those of the single-stream path. One short prompt on sequence 0, copied to the others,
-        then one step at each width, comparing sequence 0's logits; the KV cache is left empty. Sets and
-        returns `exact_width`.
+        SmolLM2 does not, up to 16 rows), and then a greedy answer can change wherever two tokens are nearly
+        tied, with which requests happen to share a step. A short prompt is evaluated on each sequence alone
+        (in chunks of `n_batch`), so every sequence holds the same cells (a copy across KV streams would copy
+        whole buffers, far dearer); then one step
+        at each width from 2 up, each row compared with the one-sequence step, until the first that differs.
+        The KV cache is left empty. Sets and returns `exact_width`.
         """
         prompt = [int(t) for t in self._llama.tokenize(b"The quick brown fox", add_bos=True)]
         n = len(prompt)
-        candidates = [w for w in widths if w <= self.n_seq and w * n <= self.n_batch]
-        widest = max(candidates, default=1)
-        try:  # one decode fills every sequence; only sequence 0's cells matter, and they are the same for all
-            self.decode(prompt * widest, list(range(n)) * widest, [seq for seq in range(widest) for _ in prompt],
-                        [False] * (n * widest))
+        widest = max(1, min(self.n_seq, most, self.n_batch))
+        exact = 1
+        try:
             reference: np.ndarray | None = None
-            exact = 1
-            for width in [1, *candidates]:
+            for width in range(1, widest + 1):
+                # The new sequence's prompt on its own: the same computation, so the same cells as the others.
+                for start in range(0, n, self.n_batch):
+                    chunk = prompt[start:start + self.n_batch]
+                    self.decode(chunk, list(range(start, start + len(chunk))), [width - 1] * len(chunk),
+                                [False] * len(chunk))
                 self.decode([prompt[-1]] * width, [n] * width, list(range(width)), [True] * width)
-                logits = self.row_logits(0).copy()
+                rows = [self.row_logits(row).copy() for row in range(width)]
                 for seq in range(width):
                     self.seq_rm(seq, n, -1)
                 if reference is None:
-                    reference = logits
-                elif np.array_equal(logits, reference):
+                    reference = rows[0]
+                elif all(np.array_equal(row, reference) for row in rows):
                     exact = width
                 else:
                     break
         finally:
-            for seq in range(max(1, widest)):
+            for seq in range(widest):
                 self.seq_rm(seq, 0, -1)
         self.exact_width = self.stats.exact_width = exact
         return exact

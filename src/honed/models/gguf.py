@@ -16,7 +16,7 @@ chat handler, so its prompt tokens, stop strings and sampling parameters are exa
 single-stream path, and each sequence's KV cells sit where the single-stream context puts them, and
 generated tokens are decoded in groups no wider than the model computes exactly as one row (probed when the
 loop starts; `HONED_GGUF_BATCH_EXACT=0` skips the probe and the limit), so at temperature 0 the answers are
-the single-stream ones; requests the loop does not implement (streaming,
+the single-stream ones (not with `HONED_GGUF_BATCH_UNIFIED=1`, below); requests the loop does not implement (streaming,
 logprobs, logit bias, mirostat, text prompts) take the single-stream path. Each sequence has the
 single-stream context's room (`HONED_GGUF_N_CTX`), and `HONED_GGUF_BATCH_SEQS` of them decode at once
 (default 4, fewer for long contexts; more requests wait for a free one). `HONED_GGUF_BATCH_WAIT_MS` (default
@@ -134,7 +134,7 @@ def batching_enabled() -> bool:
 
 def _threads() -> int:
     """llama.cpp threads per context: `HONED_GGUF_THREADS`, else every core."""
-    return env_int("HONED_GGUF_THREADS", os.cpu_count() or 1, minimum=1)
+    return max(1, env_int("HONED_GGUF_THREADS", os.cpu_count() or 1, minimum=0))
 
 
 class _Captured(Exception):
@@ -269,29 +269,36 @@ class GGUFProvider(CustomLLM):
                 )
                 model = _LoadedModel(llama)
                 if self.batching if self.batching is not None else batching_enabled():
+                    # Read before the try below, so that a bad value is its ConfigError, not a quiet fallback.
+                    seqs = self.batch_seqs or env_int("HONED_GGUF_BATCH_SEQS", 0, minimum=0)
+                    wait_ms = env_float("HONED_GGUF_BATCH_WAIT_MS", 0.0, minimum=0.0)
                     try:
-                        model.engine = self._engine_for(llama, path)
+                        model.engine = self._engine_for(llama, path, seqs, wait_ms)
                     except Exception as exc:  # e.g. no memory for the second context: serve single-stream
                         warnings.warn(f"gguf/{path.name}: no batched decoding ({exc}); serving one request at "
                                       "a time", RuntimeWarning, stacklevel=2)
                 self._models[path] = model
             return self._models[path]
 
-    def _engine_for(self, llama: Any, path: Path) -> BatchEngine | None:
-        """The batched loop for a loaded model, or None when fewer than two sequences would fit."""
-        seqs = self.batch_seqs or env_int("HONED_GGUF_BATCH_SEQS", 0, minimum=0) or default_batch_seqs(
-            int(llama.n_ctx()))
+    def _engine_for(self, llama: Any, path: Path, seqs: int, wait_ms: float) -> BatchEngine | None:
+        """The batched loop for a loaded model, or None when fewer than two sequences would fit, or when the
+        model computes no two sequences in one step as it computes one (then batching would only add work)."""
+        seqs = seqs or default_batch_seqs(int(llama.n_ctx()))
         if seqs < 2:
             return None
-        wait_ms = env_float("HONED_GGUF_BATCH_WAIT_MS", 0.0, minimum=0.0)
         stats = EngineStats()
         backend = LlamaBackend(llama, seqs, kv_unified=_env_flag("HONED_GGUF_BATCH_UNIFIED", False), stats=stats)
         if not backend.kv_unified and _env_flag("HONED_GGUF_BATCH_EXACT", True):
             try:
-                backend.probe_exact_width()
+                width = backend.probe_exact_width()
             except Exception:
                 backend.close()
                 raise
+            if width < 2:
+                backend.close()
+                warnings.warn(f"gguf/{path.name}: no two sequences decode exactly as one; serving one request at "
+                              "a time (HONED_GGUF_BATCH_EXACT=0 batches anyway)", RuntimeWarning, stacklevel=3)
+                return None
         return BatchEngine(backend, max_wait_s=wait_ms / 1000, name=path.stem, stats=stats)
 
     def engine_stats(self) -> dict[str, dict[str, float]]:
