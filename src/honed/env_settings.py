@@ -10,38 +10,33 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 
 from honed.errors import ConfigError
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     """`$name` as a whole number (`default` when unset or blank); ConfigError when it is not one."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number; set it to one (e.g. {name}={default}) "
-                          "or unset it for the default") from None
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{name}={value} is below its least value {minimum}; set it to {minimum} or more, "
-                          f"or unset it for the default ({default})")
-    return value
+    return int(_env_number(name, default, int, "a whole number", minimum))
 
 
 def env_float(name: str, default: float, *, minimum: float | None = None) -> float:
-    """`$name` as a number (`default` when unset or blank); ConfigError when it is not one."""
+    """`$name` as a finite number (`default` when unset or blank); ConfigError when it is not one."""
+    return float(_env_number(name, default, float, "a finite number", minimum))
+
+
+def _env_number(name: str, default: float, parse: Callable[[str], float], kind: str,
+                minimum: float | None) -> float:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
         value = math.nan
     if not math.isfinite(value):
-        raise ConfigError(f"{name}={raw!r} is not a finite number; set it to one (e.g. {name}={default}) "
-                          "or unset it for the default") from None
+        raise ConfigError(f"{name}={raw!r} is not {kind}; set it to one (e.g. {name}={default}) "
+                          "or unset it for the default")
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name}={value} is below its least value {minimum}; set it to {minimum} or more, "
                           f"or unset it for the default ({default})")
