@@ -11,6 +11,9 @@ cd "$(dirname "$0")/.."
 OUT="${OUT:-benchmarks/results}"
 OPTIMIZER_MODEL="${OPTIMIZER_MODEL:-gguf/qwen2.5-coder-1.5b}"
 export HONED_BBH_DIR="${HONED_BBH_DIR:-$(cd .. && pwd)/shared/data/bbh}"
+# Batched decoding gives the single-stream answers (the loop decodes only as many sequences at once as a
+# model computes exactly as one; see the README) and evaluates 1.5-1.8x faster here: on unless set to 0.
+export HONED_GGUF_BATCH="${HONED_GGUF_BATCH:-1}" HONED_GGUF_BATCH_SEQS="${HONED_GGUF_BATCH_SEQS:-8}"
 steps=("${@:-compare100 paper_table diagnose compare300}")
 
 for step in ${steps[*]}; do
