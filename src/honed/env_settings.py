@@ -1,4 +1,5 @@
-"""Numbers read from `HONED_*` environment variables, with one clear error for a value that is not one.
+"""Numbers and switches read from `HONED_*` environment variables, with one clear error for a number that is
+not one.
 
 Why one place: several modules read a size or a count from the environment when they are imported
 (`HONED_GGUF_N_CTX`, `HONED_CONTEXT_RESERVE`, `HONED_MAX_LINE_BYTES`, ...). A bare `int(...)` there turned a
@@ -13,6 +14,14 @@ import os
 from collections.abc import Callable
 
 from honed.errors import ConfigError
+
+
+def env_flag(name: str, default: bool) -> bool:
+    """`$name` as a switch: `default` when unset or blank; off for 0, false, no or off; on for anything else."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    return raw.lower() not in ("0", "false", "no", "off")
 
 
 def env_int(name: str, default: int, *, minimum: int | None = None) -> int:

@@ -673,9 +673,9 @@ class LlamaBackend:
         SmolLM2 does not, up to 16 rows), and then a greedy answer can change wherever two tokens are nearly
         tied, with which requests happen to share a step. A short prompt is evaluated on each sequence alone
         (in chunks of `n_batch`), so every sequence holds the same cells (a copy across KV streams would copy
-        whole buffers, far dearer); then one step
-        at each width from 2 up, each row compared with the one-sequence step, until the first that differs.
-        The KV cache is left empty. Sets and returns `exact_width`.
+        whole buffers, far dearer); then one step at each width from 2 up, each row compared with the
+        one-sequence step, until the first that differs. The KV cache is left empty. Sets and returns
+        `exact_width`.
         """
         prompt = [int(t) for t in self._llama.tokenize(b"The quick brown fox", add_bos=True)]
         n = len(prompt)

@@ -48,7 +48,7 @@ from typing import Any
 from litellm import CustomLLM
 from litellm.types.utils import Choices, Message, ModelResponse, Usage
 
-from honed.env_settings import env_float, env_int
+from honed.env_settings import env_flag, env_float, env_int
 from honed.errors import ContextLengthExceeded
 from honed.models.batching import BatchEngine, BatchRequest, BatchResult, EngineStats, LlamaBackend
 from honed.models.guard import check_allowed
@@ -110,13 +110,6 @@ def count_prompt_tokens(llama: Any, messages: list) -> int:
     return len(llama.tokenize(text.encode("utf-8", errors="replace"), add_bos=True, special=True))
 
 
-def _env_flag(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or not value.strip():
-        return default
-    return value.strip().lower() not in ("0", "false", "no", "off")
-
-
 def default_batch_seqs(n_ctx: int) -> int:
     """Sequences a batched loop decodes at once: `DEFAULT_BATCH_SEQS`, fewer when each needs a long context, so
     the KV cache stays within `BATCH_KV_CELLS` cells (every sequence gets the full `n_ctx`)."""
@@ -129,7 +122,7 @@ def batching_enabled() -> bool:
     Opt-in because it holds a second context per model (the KV cache of every sequence: ~380 MB for 4
     sequences of the 135M at 4096 positions) and gains 1.4-2x on 2 cores (benchmarks/results/provider_speed.md).
     """
-    return _env_flag("HONED_GGUF_BATCH", False)
+    return env_flag("HONED_GGUF_BATCH", False)
 
 
 def _threads() -> int:
@@ -287,8 +280,8 @@ class GGUFProvider(CustomLLM):
         if seqs < 2:
             return None
         stats = EngineStats()
-        backend = LlamaBackend(llama, seqs, kv_unified=_env_flag("HONED_GGUF_BATCH_UNIFIED", False), stats=stats)
-        if not backend.kv_unified and _env_flag("HONED_GGUF_BATCH_EXACT", True):
+        backend = LlamaBackend(llama, seqs, kv_unified=env_flag("HONED_GGUF_BATCH_UNIFIED", False), stats=stats)
+        if not backend.kv_unified and env_flag("HONED_GGUF_BATCH_EXACT", True):
             try:
                 width = backend.probe_exact_width()
             except Exception:
