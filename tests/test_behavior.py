@@ -327,3 +327,17 @@ def test_chromium_renders_the_behavior_page_with_its_procedure_and_edits(cache_d
     dom = done.stdout
     assert 'id="behavior"' in dom and all(text in dom for text in DRAFT) and FIXED in dom
     assert ">held<" in dom and ">rejected<" in dom and "claims made" not in dom
+
+
+def test_two_few_shot_draws_of_the_same_examples_race_once_and_still_pair_with_the_seed(cache_dir, tmp_path,
+                                                                                       monkeypatch):
+    """A small pool can give two draws the same examples: one program, so it must race once (its outcomes
+    counted twice no longer paired with the seed's and crashed the sign test)."""
+    from honed.optimizers import behavior
+
+    monkeypatch.setattr(behavior, "few_shot_draws",
+                        lambda examples, count, k, seed: [(f"few-shot-{i}", ("e0", "e1")) for i in range(count)])
+    optimizer, _, ledger = compile_(mixed_world(), cache_dir, tmp_path / "run")  # raised ValueError before
+    full = [r for r in ledger if r["kind"] == "validate" and r["phase"] == "step0" and r["n"] == 8]
+    assert len({r["candidate"] for r in full}) == len(full)  # every candidate validated fully once
+    assert optimizer.result.baseline_val_score is not None

@@ -144,6 +144,12 @@ class CandidateSearch:
         last one under `full_step(candidate)` when given (the step id a full validation pass has elsewhere).
         """
         rungs = self.race_rungs()
+        # Two candidates can be one program (two few-shot draws of a small pool picking the same examples):
+        # it races once, or its outcomes would be counted twice and no longer pair with the seed's.
+        unique: dict[str, Candidate] = {}
+        for candidate in candidates:
+            unique.setdefault(candidate.id, candidate)
+        candidates = list(unique.values())
         scores: dict[str, list[float]] = {c.id: [] for c in candidates}
         alive, done = list(candidates), 0
         for rung, size in enumerate(rungs):
