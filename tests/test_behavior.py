@@ -341,3 +341,60 @@ def test_two_few_shot_draws_of_the_same_examples_race_once_and_still_pair_with_t
     full = [r for r in ledger if r["kind"] == "validate" and r["phase"] == "step0" and r["n"] == 8]
     assert len({r["candidate"] for r in full}) == len(full)  # every candidate validated fully once
     assert optimizer.result.baseline_val_score is not None
+
+
+def _few_shot_world(held_out_right: bool):
+    """Answer-only few-shot candidates are right on validation (ids 100+); on the held-out training
+    examples (the last 10 of 40) they are right when `held_out_right`, else wrong on every one."""
+    steps_world, _ = world(fix_text="Answer positive.")
+
+    def answer(messages, schema):
+        if list(schema["properties"]) == ["sentiment"] and len(messages) > 2:  # answer-only, shown examples
+            sentence = messages[-1]["content"]
+            number = int(sentence.rsplit("film ", 1)[1].split()[0].strip(".\"'}"))
+            right = "negative" if "bad" in sentence else "positive"
+            wrong = "positive" if right == "negative" else "negative"
+            return {"sentiment": right if number >= 100 or number < 30 or held_out_right else wrong}
+        return steps_world(messages, schema)
+
+    return answer
+
+
+def _compile_40(answer, cache_dir, run_dir, **options):
+    honed.configure(model=ScriptedLM(answer), cache_dir=cache_dir, num_threads=1)
+    optimizer = BehaviorOptimizer(honed.ExactMatch("sentiment"), budget=400, refinement_steps=0, progress=False,
+                                  **options)
+    compiled = optimizer.compile(program(), trainset=data(40), valset=data(8, offset=100), run_dir=run_dir)
+    return optimizer, compiled, read_ledger(run_dir / "ledger.jsonl")
+
+
+def test_a_validation_gain_that_the_held_out_training_examples_contradict_keeps_the_seed(cache_dir, tmp_path):
+    optimizer, compiled, ledger = _compile_40(_few_shot_world(held_out_right=False), cache_dir, tmp_path / "run")
+    best = max(s["val_score"] or 0 for s in optimizer.result.details.step_scores[0]["few_shot"])
+    assert best == 1.0 and optimizer.result.baseline_val_score == 0.5  # validation alone would take it
+    confirm = {r["step"]: r for r in ledger if r["kind"] == "validate" and r.get("phase") == "confirm"}
+    assert confirm["confirm/seed"]["n"] == 10 and confirm["confirm/seed"]["score"] == 0.5
+    assert [r["score"] for step, r in confirm.items() if step != "confirm/seed"] == [0.0]
+    assert optimizer.result.candidate["origin"] == "seed" and not compiled.predict.demos
+    gain = optimizer.result.gain_over_seed
+    assert gain is not None and (gain.wins, gain.losses) == (4, 5) and not gain.holds  # 4 on val, 5 held out
+
+
+def test_a_gain_the_held_out_examples_confirm_is_returned_and_they_never_shape_a_candidate(cache_dir, tmp_path):
+    optimizer, compiled, ledger = _compile_40(_few_shot_world(held_out_right=True), cache_dir, tmp_path / "run")
+    assert optimizer.result.candidate["origin"].startswith("few-shot-") and optimizer.result.val_score == 1.0
+    assert optimizer.result.gain_over_seed is not None and optimizer.result.gain_over_seed.holds
+    held_out = {f"e{i}" for i in range(30, 40)}
+    shown = {d for r in ledger if r["kind"] == "candidate"
+             for state in r["candidate"]["predictors"].values() for d in state["demo_ids"]}
+    assert shown and not shown & held_out
+    assert not {r.get("example") for r in ledger if r["kind"] == "demonstration"} & held_out
+
+
+def test_confirmation_off_is_revision_two_search(cache_dir, tmp_path):
+    optimizer, _, ledger = _compile_40(_few_shot_world(held_out_right=False), cache_dir, tmp_path / "run",
+                                       confirm=0)
+    assert not any(r.get("phase") == "confirm" for r in ledger)
+    assert optimizer.result.candidate["origin"].startswith("few-shot-")  # validation alone takes the gain
+    with pytest.raises(honed.ConfigError, match="confirm"):
+        BehaviorOptimizer(honed.ExactMatch("sentiment"), confirm=-1)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import dspy
 
-from honed.optimizers.demo_sets import diverse_draw, few_shot_draws, random_draw
+from honed.optimizers.demo_sets import (
+    answer_forms,
+    balanced_sample,
+    diverse_draw,
+    few_shot_draws,
+    in_turn_by_form,
+    random_draw,
+)
 
 
 def examples(answers: list[str]) -> dict[str, dspy.Example]:
@@ -37,3 +44,37 @@ def test_few_shot_draws_alternate_coverage_and_larger_random_sets():
     assert [name for name, _ in draws] == ["few-shot-0", "few-shot-1", "few-shot-2", "few-shot-3"]
     assert [len(ids) for _, ids in draws] == [4, 16, 4, 16]
     assert len({ids for _, ids in draws}) == 4  # four different sets
+
+
+def animals(pairs: list[tuple[str, str, str]]) -> list[dspy.Example]:
+    return [dspy.Example(animals=f"{a}, {b}", animal=gold).with_inputs("animals") for a, b, gold in pairs]
+
+
+def test_answer_forms_are_labels_copy_positions_or_other():
+    labels = [dspy.Example(sentence=f"s{i}", sentiment="positive" if i % 3 else "negative").with_inputs("sentence")
+              for i in range(9)]
+    assert answer_forms(labels) == ["negative", "positive", "positive"] * 3
+    copies = animals([("cat", "elephant", "elephant"), ("whale", "ant", "whale"), ("dog", "horse", "horse"),
+                      ("bear", "mouse", "bear"), ("ox", "emu", "ox"), ("rat", "yak", "yak"), ("eel", "cow", "cow")])
+    assert answer_forms(copies) == ["copy:animals:second", "copy:animals:first", "copy:animals:second",
+                                    "copy:animals:first", "copy:animals:first", "copy:animals:second",
+                                    "copy:animals:second"]
+    free = list(examples([f"answer {i}" for i in range(9)]).values())
+    assert answer_forms(free) == ["other"] * 9  # nine distinct answers copied from nowhere: no label set
+
+
+def test_a_balanced_sample_takes_as_many_of_each_form_from_a_skewed_pool():
+    skewed = animals([(f"a{i}", f"b{i}", f"b{i}") for i in range(15)] + [(f"c{i}", f"d{i}", f"c{i}") for i in range(5)])
+    picked = balanced_sample(skewed, 6, skewed)
+    forms = answer_forms(skewed)
+    assert [forms[skewed.index(e)] for e in picked].count("copy:animals:first") == 3 and len(picked) == 6
+    # the last ones of each form (the split is already shuffled), in the pool's order
+    assert [e.animal for e in picked] == ["b12", "b13", "b14", "c2", "c3", "c4"]
+    # a form with too few examples in the pool gives what it has; the others fill the rest
+    assert len(balanced_sample(skewed, 12, skewed)) == 12
+    assert sum(forms[skewed.index(e)] == "copy:animals:first" for e in balanced_sample(skewed, 12, skewed)) == 5
+
+
+def test_forms_take_turns_most_frequent_first_in_the_pool_order():
+    skewed = animals([(f"a{i}", f"b{i}", f"b{i}") for i in range(5)] + [(f"c{i}", f"d{i}", f"c{i}") for i in range(2)])
+    assert [e.animal for e in in_turn_by_form(skewed, skewed)] == ["b0", "c0", "b1", "c1", "b2", "b3", "b4"]

@@ -67,3 +67,57 @@ def few_shot_draws(examples: Mapping[str, dspy.Example], count: int, k: int, see
         else:
             draws.append((f"few-shot-{i}", random_draw(examples, 4 * k, key)))
     return draws
+
+
+def _gold_text(example: dspy.Example) -> str:
+    return " ".join(str(v) for v in example_gold(example).values()).strip().lower()
+
+
+def copied_from(example: dspy.Example) -> str | None:
+    """Where in which input field the gold answer is copied from ("copy:<field>:first" or "...:second"
+    half), or None when no input contains it."""
+    gold = _gold_text(example)
+    for field, value in example.inputs().toDict().items():
+        text = str(value).lower()
+        at = text.find(gold) if gold else -1
+        if at >= 0 and len(gold) < len(text):
+            return f"copy:{field}:{'first' if at + len(gold) / 2 < len(text) / 2 else 'second'}"
+    return None
+
+
+def answer_forms(examples: list[dspy.Example]) -> list[str]:
+    """What kind of answer each example has, in terms any task has: its label where the answers are a
+    label set (at most a third as many distinct answers as examples), else where in which input field the
+    answer is copied from, else "other". Why: a sample that over-represents one form (larger_animal's
+    validation: 15 of 20 answers are the second animal named) rewards a candidate that always gives that
+    form; sampling by form avoids it."""
+    golds = [_gold_text(e) for e in examples]
+    if len(set(golds)) <= max(2, len(examples) // 3):
+        return golds
+    return [copied_from(e) or "other" for e in examples]
+
+
+def in_turn_by_form(examples: list[dspy.Example], among: list[dspy.Example]) -> list[dspy.Example]:
+    """`among` reordered so that answer forms (`answer_forms` over `examples`, the whole training set)
+    take turns, the form most frequent in `among` first; within a form, in `among`'s order. Its first k
+    cover the forms as evenly as `among` allows."""
+    form_of = dict(zip(map(id, examples), answer_forms(examples), strict=True))
+    queues: dict[str, list[dspy.Example]] = {}
+    for e in among:
+        queues.setdefault(form_of.get(id(e), "other"), []).append(e)
+    order = sorted(queues, key=lambda f: (-len(queues[f]), f))
+    turns: list[dspy.Example] = []
+    while any(queues.values()):
+        for form in order:
+            if queues[form]:
+                turns.append(queues[form].pop(0))
+    return turns
+
+
+def balanced_sample(examples: list[dspy.Example], k: int, among: list[dspy.Example]) -> list[dspy.Example]:
+    """`k` examples of `among`, as many of each answer form as `among` allows (`in_turn_by_form`), the
+    last ones of each form (the split is already shuffled by the seed), in `among`'s order. Balanced rather
+    than proportional: a training split of 100 is itself skewed (larger_animal's: 56 answers second), and a
+    candidate that trades one form for another should not pass on the skew."""
+    chosen = {id(e) for e in in_turn_by_form(examples, list(reversed(among)))[:k]}
+    return [e for e in among if id(e) in chosen]
