@@ -372,12 +372,15 @@ def test_a_validation_gain_that_the_held_out_training_examples_contradict_keeps_
     optimizer, compiled, ledger = _compile_40(_few_shot_world(held_out_right=False), cache_dir, tmp_path / "run")
     best = max(s["val_score"] or 0 for s in optimizer.result.details.step_scores[0]["few_shot"])
     assert best == 1.0 and optimizer.result.baseline_val_score == 0.5  # validation alone would take it
-    confirm = {r["step"]: r for r in ledger if r["kind"] == "validate" and r.get("phase") == "confirm"}
+    confirm = {r["step"]: r for r in ledger if r["kind"] == "held_out"}
     assert confirm["confirm/seed"]["n"] == 10 and confirm["confirm/seed"]["score"] == 0.5
+    assert confirm["confirm/seed"]["examples"] == [f"e{i}" for i in range(30, 40)]
+    assert not any(r["kind"] == "validate" and r["n"] == 10 for r in ledger)  # held-out runs are not validation
     assert [r["score"] for step, r in confirm.items() if step != "confirm/seed"] == [0.0]
     assert optimizer.result.candidate["origin"] == "seed" and not compiled.predict.demos
     gain = optimizer.result.gain_over_seed
     assert gain is not None and (gain.wins, gain.losses) == (4, 5) and not gain.holds  # 4 on val, 5 held out
+    assert gain.held_out == 10
 
 
 def test_a_gain_the_held_out_examples_confirm_is_returned_and_they_never_shape_a_candidate(cache_dir, tmp_path):
@@ -394,7 +397,21 @@ def test_a_gain_the_held_out_examples_confirm_is_returned_and_they_never_shape_a
 def test_confirmation_off_is_revision_two_search(cache_dir, tmp_path):
     optimizer, _, ledger = _compile_40(_few_shot_world(held_out_right=False), cache_dir, tmp_path / "run",
                                        confirm=0)
-    assert not any(r.get("phase") == "confirm" for r in ledger)
+    assert not any(r["kind"] == "held_out" for r in ledger)
     assert optimizer.result.candidate["origin"].startswith("few-shot-")  # validation alone takes the gain
     with pytest.raises(honed.ConfigError, match="confirm"):
         BehaviorOptimizer(honed.ExactMatch("sentiment"), confirm=-1)
+
+
+def test_the_report_shows_the_held_out_confirmation_apart_from_validation(cache_dir, tmp_path):
+    """Held-out runs get their own table and never a validation row; the gain card says which pairs it counts."""
+    from honed.report import build_report
+
+    _compile_40(_few_shot_world(held_out_right=False), cache_dir, tmp_path / "run")
+    page = build_report(tmp_path / "run")
+    progress = page[page.index('id="progress"'):page.index("</section>", page.index('id="progress"'))]
+    validation_table = progress[:progress.index("Confirmation on held-out training examples")]
+    held_table = progress[progress.index("Confirmation on held-out training examples"):]
+    assert "<code>confirm/seed</code>" in held_table and "<code>confirm/seed</code>" not in validation_table
+    cost = page[page.index('id="cost"'):page.index("</section>", page.index('id="cost"'))]
+    assert "on validation and 10 held-out training examples" in cost and "seed kept" in cost

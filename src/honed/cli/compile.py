@@ -96,8 +96,9 @@ def cmd_compile(args: argparse.Namespace, task: Any, settings: Any) -> int:
     gain = result.gain_over_seed
     if gain:
         verdict = "returned" if gain.holds else "not returned: the seed was kept, as the gain may be chance"
+        pairs = f" (validation and {gain.held_out} held-out training examples)" if gain.held_out else ""
         print(f"  best candidate: validation {gain.val_score:.3f}, won {gain.wins} and lost {gain.losses} "
-              f"examples against the seed (sign test p={gain.p_value:.3f}, needs <= {gain.significance:g}); "
+              f"examples against the seed{pairs} (sign test p={gain.p_value:.3f}, needs <= {gain.significance:g}); "
               f"{verdict}")
     details, rate = result.details, result.verification_rate
     if isinstance(details, ReflectiveDetails):

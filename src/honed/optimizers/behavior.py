@@ -48,10 +48,10 @@ from honed.runs.records import (
     Demonstration,
     DraftedProcedure,
     ErrorRecord,
+    HeldOut,
     Observe,
     ReferenceDemonstration,
     StepEdit,
-    Validate,
 )
 from honed.runs.result import BehaviorDetails, GainTest
 from honed.signatures.behavior import DraftProcedure, FixStep, reference_signature
@@ -141,16 +141,17 @@ class _BehaviorProposer(Proposer):
             return super().choose(beam, seed, seed_val)
         candidate, score = best
         held = {}
+        ids = [example_id(e, -1) for e in self.held_out]
         for who, step in ((seed, "confirm/seed"), (candidate, f"confirm/{candidate.id}")):
             results = self.evaluate(who, self.held_out)
             if results is None:
                 return super().choose(beam, seed, seed_val)
             held[who.id] = [r.score for r in results]
-            self.log(Validate(step=step, candidate=who.id, n=len(results), score=sum(held[who.id]) / len(results),
-                              phase="confirm"))
+            self.log(HeldOut(step=step, candidate=who.id, n=len(results), score=sum(held[who.id]) / len(results),
+                             examples=ids))
         gain = paired_gain(self.val_outcomes[seed.id] + held[seed.id],
                            self.val_outcomes[candidate.id] + held[candidate.id], self.significance)
-        test = GainTest(candidate=candidate.id, val_score=score, **gain.to_json())
+        test = GainTest(candidate=candidate.id, val_score=score, held_out=len(self.held_out), **gain.to_json())
         if gain.holds and sum(held[candidate.id]) >= sum(held[seed.id]):
             return Settled(candidate, score, test)
         return Settled(seed, seed_val, test)

@@ -190,9 +190,11 @@ class RunPage:
             gain = self.final.gain_over_seed
             if isinstance(gain, dict):
                 verdict = "returned" if gain.get("holds") else "seed kept: the gain may be chance"
+                pairs = (f"validation and {esc(gain['held_out'])} held-out training examples"
+                         if gain.get("held_out") else "validation")
                 cards.append(card("best candidate vs seed", f"+{esc(gain.get('wins'))} / −{esc(gain.get('losses'))}",
-                                  f"validation {esc(gain.get('val_score'))}, sign test p={esc(gain.get('p_value'))}"
-                                  f" (needs ≤ {esc(gain.get('significance'))}); {verdict}"))
+                                  f"on {pairs}; validation {esc(gain.get('val_score'))}, sign test p="
+                                  f"{esc(gain.get('p_value'))} (needs ≤ {esc(gain.get('significance'))}); {verdict}"))
         return f"<section id=\"cost\"><h2>Cost</h2><div class=\"cards\">{''.join(cards)}</div></section>"
 
     # -- progress --------------------------------------------------------------------------------------
@@ -236,7 +238,19 @@ class RunPage:
                   + table(("step", "candidate", "n", "failures", "score", "requests used"), mb_rows)
                   + "</details>")
         return (f"<section id=\"progress\"><h2>Validation score vs model calls</h2>{image}"
-                f"<h3>Validation evaluations</h3>{listed}{mb}</section>")
+                f"<h3>Validation evaluations</h3>{listed}{mb}{self.held_out()}</section>")
+
+    def held_out(self) -> str:
+        """The confirmation on training examples held out of the search (behavior), apart from validation."""
+        records = self.run.held_out
+        if not records:
+            return ""
+        rows = [(f"<code>{esc(r.step)}</code>", short(r.candidate),
+                 esc(known.origin if (known := self.run.candidates.get(r.candidate)) else None),
+                 esc(r.n), f"<b>{esc(r.score)}</b>", esc(r.budget_used)) for r in records]
+        return ("<h3>Confirmation on held-out training examples</h3><p class=\"muted\">Run for the seed and the best"
+                " candidate before the seed is replaced; no candidate was built from these examples.</p>"
+                + table(("step", "candidate", "origin", "n", "score", "requests used"), rows))
 
     # -- predictors --------------------------------------------------------------------------------------
     def best_known(self) -> tuple[CandidateJson | None, str]:

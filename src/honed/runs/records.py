@@ -88,6 +88,18 @@ class Validate(Record):
     phase: str | None = None  # "seed", "step0" (the drafted behavior), a round ("r1", "step2"), or "final"
 
 
+class HeldOut(Record):
+    """A candidate's score on training examples held out of the whole search (BehaviorOptimizer's
+    confirmation, run for the seed and the best candidate before the seed is replaced). Not validation:
+    readers that rank by validation must not count it."""
+
+    kind: Literal["held_out"] = "held_out"
+    candidate: str
+    n: int
+    score: Number
+    examples: list[str] = []  # the held-out examples' ids, in the order they were run
+
+
 class CandidateRecord(Record):
     """A full candidate and its validation score (the seed, for ReflectiveRefine and DSPy's optimizers)."""
 
@@ -267,7 +279,7 @@ class UnknownRecord(Record):
     schema_version: Any = None
 
 
-KnownRecord = Annotated[Union[Validate, CandidateRecord, Minibatch, Claim, Verify, DraftedProcedure,  # noqa: UP007
+KnownRecord = Annotated[Union[Validate, HeldOut, CandidateRecord, Minibatch, Claim, Verify, DraftedProcedure,  # noqa: UP007
                               Demonstration, ReferenceDemonstration, Observe, StepEdit, ErrorRecord, OptimizerCall,
                               Final], Field(discriminator="kind")]
 _KNOWN: TypeAdapter[Any] = TypeAdapter(KnownRecord)

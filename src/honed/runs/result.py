@@ -22,7 +22,8 @@ RESULT_SCHEMA_VERSION = 1
 
 
 class GainTest(BaseModel):
-    """The paired sign test of a candidate against the seed on the validation examples."""
+    """The paired sign test of a candidate against the seed on the validation examples (and, when
+    `held_out` > 0, that many held-out training examples too: `wins` and `losses` count both)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -34,6 +35,7 @@ class GainTest(BaseModel):
     p_value: float
     significance: float
     holds: bool
+    held_out: int = 0
 
 
 class ReflectiveDetails(BaseModel):

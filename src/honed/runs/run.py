@@ -22,6 +22,7 @@ from honed.runs.records import (
     DraftedProcedure,
     ErrorRecord,
     Final,
+    HeldOut,
     Minibatch,
     Observe,
     OptimizerCall,
@@ -66,6 +67,10 @@ class Run:
     @property
     def validations(self) -> list[Validate]:
         return self.of(Validate)
+
+    @property
+    def held_out(self) -> list[HeldOut]:
+        return self.of(HeldOut)
 
     @property
     def claims(self) -> list[Claim]:
