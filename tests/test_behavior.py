@@ -362,8 +362,8 @@ def _few_shot_world(held_out_right: bool):
 
 def _compile_40(answer, cache_dir, run_dir, **options):
     honed.configure(model=ScriptedLM(answer), cache_dir=cache_dir, num_threads=1)
-    optimizer = BehaviorOptimizer(honed.ExactMatch("sentiment"), budget=400, refinement_steps=0, progress=False,
-                                  **options)
+    options = {"budget": 400, **options}
+    optimizer = BehaviorOptimizer(honed.ExactMatch("sentiment"), refinement_steps=0, progress=False, **options)
     compiled = optimizer.compile(program(), trainset=data(40), valset=data(8, offset=100), run_dir=run_dir)
     return optimizer, compiled, read_ledger(run_dir / "ledger.jsonl")
 
@@ -415,3 +415,12 @@ def test_the_report_shows_the_held_out_confirmation_apart_from_validation(cache_
     assert "<code>confirm/seed</code>" in held_table and "<code>confirm/seed</code>" not in validation_table
     cost = page[page.index('id="cost"'):page.index("</section>", page.index('id="cost"'))]
     assert "on validation and 10 held-out training examples" in cost and "seed kept" in cost
+
+
+def test_at_a_small_budget_the_search_is_not_starved_for_a_confirmation_it_cannot_afford(cache_dir, tmp_path):
+    """Budget 40 with validation 8: the 20 calls a confirmation needs would leave the race nothing (the
+    quickstart's budget 60 returned the seed this way), so none is reserved and validation decides."""
+    optimizer, _, ledger = _compile_40(_few_shot_world(held_out_right=False), cache_dir, tmp_path / "run", budget=40)
+    assert optimizer.result.candidate["origin"].startswith("few-shot-")
+    assert not any(r["kind"] == "held_out" for r in ledger)
+    assert optimizer.result.budget_used <= 40

@@ -308,9 +308,13 @@ class _BehaviorProposer(Proposer):
     # -- the loop ------------------------------------------------------------------------------------
     def search(self, seed: Candidate, seed_val: float, beam: list[tuple[Candidate, float]]) -> None:
         """Draft, race, refine, with the calls the confirmation on held-out examples needs kept out of reach
-        (the budget's limit lowered by them while the search runs), so that refinement cannot spend them."""
+        (the budget's limit lowered by them while the search runs), so that refinement cannot spend them.
+        Only when the search can still race the procedure against one few-shot set beside them: at a small
+        budget (the quickstart's 60) a reserve would leave nothing to search with, and validation alone
+        decides, unless calls are left over at the end."""
         reserve = self.run.eval_cost(2 * len(self.held_out))
-        if reserve and not self.run.budget.affords(reserve):
+        search_floor = 1 + self.opt.max_demos + self.race_cost(2, keep=2)
+        if reserve and not self.run.budget.affords(reserve + search_floor):
             reserve = 0
         self.run.budget.limit -= reserve
         try:
@@ -583,8 +587,8 @@ class BehaviorOptimizer(EngineOptimizer):
     proposer = _BehaviorProposer
     # 2: step 0 races the procedure against few-shot sets; 3: a gain is confirmed on held-out training
     # examples; 4: those are balanced by answer form; 5: the race keeps two finalists again (one finalist lost
-    # active_to_passive's best set, tied at rung 10), fewer few-shot sets paying for the confirmation, and the
-    # teacher works examples with answer forms in turn
+    # active_to_passive's best set, tied at rung 10), fewer few-shot sets paying for the confirmation (reserved
+    # only where the race still fits beside it), and the teacher works examples with answer forms in turn
     revision = 5
 
     def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600,
