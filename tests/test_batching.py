@@ -43,6 +43,7 @@ class FakeBackend:
         self.kv: dict[int, dict[int, int]] = {seq: {} for seq in range(n_seq)}
         self.rows: dict[int, tuple[int, int]] = {}
         self.batches: list[list[int]] = []  # the sequence ids of each decode
+        self.row_seqs: list[list[int]] = []  # each decode's sequence id per row, in batch order
         self.fail_next_decode = False
         self.closed = False
         self.lock = threading.Lock()
@@ -70,6 +71,7 @@ class FakeBackend:
             cells[pos] = token
         self.rows = {i: (seq_ids[i], positions[i]) for i, wanted in enumerate(logits) if wanted}
         self.batches.append(sorted(set(seq_ids)))
+        self.row_seqs.append(list(seq_ids))
 
     def seq_rm(self, seq: int, p0: int, p1: int) -> None:
         self._touch()
@@ -171,6 +173,19 @@ def test_generated_tokens_are_decoded_in_groups_no_wider_than_the_exact_width(ma
     assert [r.text for r in results] == [text_of(answer) for answer in script.values()]
     assert engine.stats.max_active > 2, "more sequences were active than one group holds"
     assert max(len(seqs) for seqs in backend.batches) == 2
+
+
+def test_generating_rows_go_in_sequence_id_order_whatever_order_requests_came_in(make_engine):
+    """llama.cpp decodes one pass per run of consecutive, increasing sequence ids (a KV stream each), so
+    rows in arrival order cost several passes: every generating decode lists its sequences in id order."""
+    script = {(9, i): [2 + i] * (3 + (7 * i) % 11) for i in range(12)}  # answers of 3 to 13 tokens
+    engine, backend = make_engine(script, n_seq=4, delay=0.002, mixed_batches=False)
+    with ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(lambda prompt: engine.submit(request(list(prompt))).result(5), script))
+    assert [r.text for r in results] == [text_of(answer) for answer in script.values()]
+    generating = [seqs for seqs in backend.row_seqs if len(seqs) > 1 and len(set(seqs)) == len(seqs)]
+    assert generating, "sequences were decoded together"
+    assert all(seqs == sorted(seqs) for seqs in generating)
 
 
 def test_more_requests_than_sequences_queue_and_all_finish(make_engine):

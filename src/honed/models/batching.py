@@ -203,7 +203,6 @@ class _Slot:
     seq: int
     cached: list[int] = field(default_factory=list)  # the tokens whose KV cells this sequence holds, by position
     job: _Job | None = None
-    last_used: int = 0
 
 
 class _Job:
@@ -245,7 +244,6 @@ class BatchEngine:
         self._pending: deque[_Job] = deque()
         self._slots = [_Slot(seq) for seq in range(backend.n_seq)]
         self._order = itertools.count()
-        self._clock = itertools.count(1)
         self._closed = False
         self.pid = os.getpid()  # the loop thread exists in this process only
         self._thread = threading.Thread(target=self._run, name=f"honed-batch-{name}", daemon=True)
@@ -354,8 +352,9 @@ class BatchEngine:
         prompt = job.request.prompt
         free = [slot for slot in self._slots if slot.job is None]
         own = {slot.seq: common_prefix(slot.cached, prompt) if self.share_prefixes else 0 for slot in free}
-        # The free slot whose own cells serve the most; on a tie the least recently used, so recent caches last.
-        dst = max(free, key=lambda slot: (own[slot.seq], -slot.last_used))
+        # The free slot whose own cells serve the most; on a tie the lowest sequence id, so that the busy
+        # sequences stay consecutive (see `_step`: llama.cpp decodes a run of consecutive ids in one pass).
+        dst = max(free, key=lambda slot: (own[slot.seq], -slot.seq))
         keep = own[dst.seq]
         src, best = dst, keep
         if self.share_prefixes:
@@ -385,7 +384,6 @@ class BatchEngine:
             job.ticket._reject(exc)
             return
         dst.job, job.slot = job, dst
-        dst.last_used = next(self._clock)
         job.todo, job.n_past, job.reused = list(prompt[best:]), best, best
         job.ticket.started = time.monotonic()
         self.stats.prompt_tokens += len(prompt)
@@ -408,7 +406,11 @@ class BatchEngine:
         computes with the numbers of a one-row decode (see `LlamaBackend.probe_exact_width`).
         """
         jobs = sorted((slot.job for slot in self._slots if slot.job is not None), key=lambda job: job.order)
-        generating = [job for job in jobs if job.next_token is not None]
+        # Generating rows in sequence-id order: with a KV stream per sequence llama.cpp's `split_equal` puts
+        # only consecutive, increasing sequence ids in one pass (`seq_id == last_seq_id + 1`), and each pass
+        # reads every weight again. In arrival order a 13-row step was cut into about 8 passes.
+        generating = sorted((job for job in jobs if job.next_token is not None),
+                            key=lambda job: job.slot.seq if job.slot is not None else -1)
         prompting = [job for job in jobs if job.todo]
         if getattr(self._backend, "mixed_batches", True):
             self._decode(generating, prompting, self._backend.n_batch)
@@ -548,7 +550,6 @@ class BatchEngine:
                 sampler.close()
         if job.slot is not None:
             job.slot.job = None
-            job.slot.last_used = next(self._clock)
             job.slot = None
 
     def _wipe(self, slot: _Slot) -> None:
