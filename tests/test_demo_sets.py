@@ -77,4 +77,12 @@ def test_a_balanced_sample_takes_as_many_of_each_form_from_a_skewed_pool():
 
 def test_forms_take_turns_most_frequent_first_in_the_pool_order():
     skewed = animals([(f"a{i}", f"b{i}", f"b{i}") for i in range(5)] + [(f"c{i}", f"d{i}", f"c{i}") for i in range(2)])
-    assert [e.animal for e in in_turn_by_form(skewed, skewed)] == ["b0", "c0", "b1", "c1", "b2", "b3", "b4"]
+    assert [e.animal for e in in_turn_by_form(skewed, skewed, picks=3)] == ["b0", "c0", "b1", "c1", "b2", "b3", "b4"]
+
+
+def test_more_forms_than_picks_keep_the_split_order():
+    words = ["ant", "axe", "arm", "bee", "bus", "cat", "cow", "cup", "dog", "dot", "ape", "bat"]
+    letters = [dspy.Example(word=w, letter=w[0]).with_inputs("word") for w in words]
+    assert set(answer_forms(letters)) == {"a", "b", "c", "d"}  # 4 labels among 12 answers: a label set
+    assert in_turn_by_form(letters, letters, picks=3) == letters  # 4 forms, 3 picks: nothing to balance
+    assert [e.word for e in in_turn_by_form(letters, letters, picks=4)][:4] == ["ant", "bee", "cat", "dog"]

@@ -97,11 +97,16 @@ def answer_forms(examples: list[dspy.Example]) -> list[str]:
     return [copied_from(e) or "other" for e in examples]
 
 
-def in_turn_by_form(examples: list[dspy.Example], among: list[dspy.Example]) -> list[dspy.Example]:
+def in_turn_by_form(examples: list[dspy.Example], among: list[dspy.Example], *, picks: int) -> list[dspy.Example]:
     """`among` reordered so that answer forms (`answer_forms` over `examples`, the whole training set)
-    take turns, the form most frequent in `among` first; within a form, in `among`'s order. Its first k
-    cover the forms as evenly as `among` allows."""
-    form_of = dict(zip(map(id, examples), answer_forms(examples), strict=True))
+    take turns, the form most frequent in `among` first; within a form, in `among`'s order. Its first
+    `picks` cover the forms as evenly as `among` allows. When the training set has more forms than
+    `picks` (a label per letter, a number per count), no `picks` examples can cover them and turns would
+    only reorder at random: `among` is returned as it is."""
+    forms = answer_forms(examples)
+    if len(set(forms)) > picks:
+        return list(among)
+    form_of = dict(zip(map(id, examples), forms, strict=True))
     queues: dict[str, list[dspy.Example]] = {}
     for e in among:
         queues.setdefault(form_of.get(id(e), "other"), []).append(e)
@@ -119,5 +124,5 @@ def balanced_sample(examples: list[dspy.Example], k: int, among: list[dspy.Examp
     last ones of each form (the split is already shuffled by the seed), in `among`'s order. Balanced rather
     than proportional: a training split of 100 is itself skewed (larger_animal's: 56 answers second), and a
     candidate that trades one form for another should not pass on the skew."""
-    chosen = {id(e) for e in in_turn_by_form(examples, list(reversed(among)))[:k]}
+    chosen = {id(e) for e in in_turn_by_form(examples, list(reversed(among)), picks=k)[:k]}
     return [e for e in among if id(e) in chosen]
