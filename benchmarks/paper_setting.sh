@@ -25,10 +25,12 @@ for step in ${steps[*]}; do
         paper_table)
             python benchmarks/paper_table.py --optimizer-model "$OPTIMIZER_MODEL" --out "$OUT" ;;
         diagnose)
+            # Up to 10 compiles per plant, stopping at 10 reflections: behavior writes one (its draft) per
+            # compile, the others two or three, so they stop after four or five.
             for optimizer in reflective behavior copro gepa; do
                 for task in sentiment larger_animal; do
                     honed diagnose reflection "$task" --optimizer "$optimizer" --optimizer-model "$OPTIMIZER_MODEL" \
-                        --budget 100 --train-size 100 --val-size 20 --repeats 5 --min-reflections 10 \
+                        --budget 100 --train-size 100 --val-size 20 --repeats 10 --min-reflections 10 \
                         --out "$OUT/diagnose_paper_setting/$task-$optimizer"
                 done
             done ;;
