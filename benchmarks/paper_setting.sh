@@ -25,13 +25,16 @@ for step in ${steps[*]}; do
         paper_table)
             python benchmarks/paper_table.py --optimizer-model "$OPTIMIZER_MODEL" --out "$OUT" ;;
         diagnose)
-            # Up to 10 compiles per plant, stopping at 10 reflections: behavior writes one (its draft) per
-            # compile, the others two or three, so they stop after four or five.
+            # Sentiment, three compiles per plant (compile seeds 0, 1, 2): what the README's table reports.
             for optimizer in reflective behavior copro gepa; do
-                for task in sentiment larger_animal; do
-                    honed diagnose reflection "$task" --optimizer "$optimizer" --optimizer-model "$OPTIMIZER_MODEL" \
-                        --budget 100 --train-size 100 --val-size 20 --repeats 10 --min-reflections 10 \
-                        --out "$OUT/diagnose_paper_setting/$task-$optimizer"
+                honed diagnose reflection sentiment --optimizer "$optimizer" --optimizer-model "$OPTIMIZER_MODEL" \
+                    --budget 100 --train-size 100 --val-size 20 --repeats 3 \
+                    --out "$OUT/diagnose_paper_setting/sentiment-$optimizer"
+            done
+            for optimizer in reflective behavior; do  # what their accepted refinements changed
+                for plant in hidden_rule format distractor; do
+                    honed diagnose following "$OUT/diagnose_paper_setting/sentiment-$optimizer/runs/$plant" --json \
+                        > "$OUT/diagnose_paper_setting/sentiment-$optimizer/following-$plant.json"
                 done
             done ;;
         compare300)
