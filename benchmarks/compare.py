@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -50,6 +49,7 @@ from honed.programs import Task, load_task, task_from_files  # noqa: E402
 from honed.runs import Run  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe_machine  # noqa: E402
 from paired_bootstrap import paired_difference  # noqa: E402
 
 TASKS = ["sentiment", "first_word_letter", "singular_to_plural", "active_to_passive", "larger_animal",
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
               "tasks": [t.name for t in tasks], "optimizers": args.optimizers, "executor": args.executor,
               "workers": args.workers, "ray_address": args.ray_address,
               "honed": honed.__version__, "dspy": dspy.__version__,
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"}
+              "machine": describe_machine()}
     out = Path(args.out)
     for task in tasks:
         for optimizer in args.optimizers:

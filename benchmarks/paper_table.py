@@ -34,6 +34,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compare import executor_settings, run_row  # noqa: E402
+from machine import describe_machine  # noqa: E402
 from paired_bootstrap import paired_difference  # noqa: E402
 
 import honed  # noqa: E402
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     config = {"tasks": tasks, "targets": targets, "rows": row_names, "optimizer_model": args.optimizer_model,
               "budget": args.budget, "seed": args.seed, "limit": args.limit, "train_size": args.train_size,
               "val_size": args.val_size, "executor": args.executor, "workers": args.workers,
-              "ray_address": args.ray_address, "honed": honed.__version__,
+              "ray_address": args.ray_address, "honed": honed.__version__, "machine": describe_machine(),
               "partial": "the run is still going"}
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
