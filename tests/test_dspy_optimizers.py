@@ -173,3 +173,25 @@ def test_the_run_directory_renders_as_a_report(tmp_path):
     optimizer, _, _ = compile_("copro", tmp_path, budget=40)
     page = write_report(optimizer.result.run_dir, tmp_path / "r.html").read_text()
     assert "copro" in page and "completed" in page
+
+
+@pytest.mark.parametrize(("trials", "steps"), [(2, 2), (3, 3), (4, 3), (6, 3), (8, 4), (9, 5)])
+def test_the_mipro_estimate_counts_the_full_evaluations_mipro_runs(trials, steps):
+    from honed.optimizers.dspy_optimizers import _mipro_cost
+
+    # MIPROv2's own schedule (`_optimize_prompt_parameters`): the default program's full evaluation, one
+    # after every `steps` minibatch trials, and one at the end unless the last trial was one. The default's
+    # is the seed's validation pass, answered from the cache, so it costs nothing.
+    adjusted = trials + trials // steps + 1 + (1 if trials % steps else 0)
+    paid_full_evals = adjusted - trials - 1
+    config = {"train_size": 10, "num_fewshot_candidates": 3, "num_instruct_candidates": 2, "num_trials": trials,
+              "minibatch": True, "minibatch_size": 5, "minibatch_full_eval_steps": steps,
+              "max_bootstrapped_demos": 4}
+    without_evals = _mipro_cost({**config, "num_trials": 0}, 20, 1)
+    assert _mipro_cost(config, 20, 1) - without_evals == trials * 5 + paid_full_evals * 20
+
+
+def test_at_budget_100_mipro_gets_three_trials():
+    # Two trials drawn by MIPROv2's seeded search can both be the default program (seed 2 did).
+    planned = plan("mipro", budget=100, n_train=100, n_val=20, predictors=1)
+    assert planned["num_trials"] >= 3 and planned["estimated_calls"] <= planned["affordable"]

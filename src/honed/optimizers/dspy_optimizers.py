@@ -114,7 +114,13 @@ def _mipro_cost(c: dict[str, Any], n_val: int, p: int) -> int:
     summary = 2 + min(9, max(0, math.ceil(train / 10) - 1))
     proposals = summary + 3 * instruct * p  # describe program, describe module, propose: per candidate
     if c["minibatch"]:
-        evals = trials * c["minibatch_size"] * p + (trials // c["minibatch_full_eval_steps"] + 2) * n_val * p
+        # MIPROv2's schedule: the default program's full evaluation (the seed's validation pass: free), one
+        # after every `minibatch_full_eval_steps` minibatch trials, and one at the end unless the last trial
+        # was one. Counting the default's and an end pass always (as before) overstated the cost by two
+        # validation passes, and at budget 100 left MIPROv2 2 trials where 3 fit: at seed 2 both drew the
+        # default program, and it returned the seed having spent 32 of its 100 calls.
+        full_evals = math.ceil(trials / c["minibatch_full_eval_steps"])
+        evals = trials * c["minibatch_size"] * p + full_evals * n_val * p
     else:
         evals = trials * n_val * p  # the default program's full evaluation repeats the seed's (free)
     return bootstrap + proposals + evals
