@@ -92,6 +92,30 @@ def test_the_default_run_dir_is_named_by_the_optimizer_model_too(tmp_path, cache
     assert [read_settings(r)["optimizer_model"] for r in runs[:2]] == ["scripted/reflector-a", "scripted/reflector-b"]
 
 
+def test_a_dspy_optimizer_planned_otherwise_gets_its_own_run_dir(tmp_path, cache_dir, monkeypatch):
+    """After an upgrade plans DSPy's hyperparameters differently, a rerun compiles afresh instead of
+    refusing to resume the run its earlier plan wrote (the MIPROv2 estimate fix did exactly that)."""
+    import honed
+    from honed.compiling import compile_task
+    from honed.optimizers import dspy_optimizers
+    from honed.optimizers.ledger import read_settings
+    from honed.programs.tasks import task_from_files
+    from honed.testing import ScriptedLM
+
+    for split, n in (("train", 12), ("test", 2)):
+        rows = [{"id": f"{split}{i}", "input": f"word {i}", "output": "yes"} for i in range(n)]
+        (tmp_path / f"t.{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = task_from_files(tmp_path / "t.train.jsonl", tmp_path / "t.test.jsonl", instructions="Say yes.")
+    honed.configure(model=ScriptedLM(lambda messages, schema: {"output": "yes"}), cache_dir=cache_dir, num_threads=1)
+    runs = []
+    for k in (16, 4, 16):
+        monkeypatch.setitem(dspy_optimizers._PLANNERS, "labeled", lambda *sizes, k=k: {"k": k, "estimated_calls": 0})
+        runs.append(compile_task(task, "labeled", budget=20, cache_dir=tmp_path / "c", progress=False)
+                    .summary["run_dir"])
+    assert runs[0] != runs[1] and runs[0] == runs[2]
+    assert [read_settings(r)["hyperparameters"]["k"] for r in runs[:2]] == [16, 4]
+
+
 def test_a_small_budget_caps_the_validation_set_it_must_rank_with(tmp_path, cache_dir):
     """At budget 30 the seed and two candidates can be ranked on 10 examples, not on 50."""
     import honed

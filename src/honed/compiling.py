@@ -98,6 +98,12 @@ def compile_task(task: Task, optimizer: str, *, budget: int, seed: int = 0, run_
         # every setting the run directory records, so that a new default (say, after an upgrade) gets
         # a fresh run instead of a refusal to resume one made under other settings
         settings = {**teleprompter.settings(), **settings}
+    planned = getattr(teleprompter, "hyperparameters", None)
+    if callable(planned):
+        # A DSPy optimizer's hyperparameters are planned from the budget and the split sizes: when the
+        # planning changes (an upgrade), the compile is another one and gets its own run directory, instead
+        # of the refusal to resume a run planned otherwise.
+        settings["hyperparameters"] = planned(len(train), len(val), len(task.program().named_predictors()))
     directory = Path(run_dir) if run_dir else default_run_dir(task, optimizer, settings, cache_dir)
     program = teleprompter.compile(task.program(), trainset=train, valset=val, run_dir=directory,
                                    task=task.name)
