@@ -234,3 +234,18 @@ def test_honed_eval_refuses_the_row_before_any_model_call(tmp_path, capsys):
     assert code == 1
     assert f"honed: error: {test}:2: field `input` is " in err and "larger context" in err
     assert _provider_calls() == calls_before
+
+
+def test_probing_a_model_litellm_cannot_route_writes_nothing_to_stdout(capsys):
+    """litellm prints a provider banner before it raises; `honed run` prints its answer as JSON on stdout."""
+    import litellm
+
+    from honed.programs.context_fit import _catalog_entry
+
+    before = litellm.suppress_debug_info
+    litellm.suppress_debug_info = False
+    try:
+        assert _catalog_entry("scripted/no-such-provider") is None
+    finally:
+        litellm.suppress_debug_info = before
+    assert capsys.readouterr().out == ""
