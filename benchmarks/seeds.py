@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare import DSPY_ROWS  # noqa: E402
 from paired_bootstrap import paired_difference  # noqa: E402
 
-OURS = ["reflective", "behavior"]
-DSPY_ROWS = ["labeled", "bootstrap", "copro", "mipro", "gepa", "simba"]
+OURS = ["reflective", "behavior"]  # the goal's two; compare.py's OURS also holds the no-demonstrations ablation
 UNCOMPILED = "none"
 
 

@@ -83,7 +83,8 @@ def compile_task(task: Task, optimizer: str, *, budget: int, seed: int = 0, run_
                  train_size: int = DEFAULT_TRAIN_SIZE, val_size: int = DEFAULT_VAL_SIZE,
                  cache_dir: Path | None = None, progress: bool | None = None, **options: Any) -> CompileOutcome:
     asked_val_size = val_size
-    val_size = affordable_val_size(val_size, budget, len(task.program().named_predictors()))
+    predictors = len(task.program().named_predictors())
+    val_size = affordable_val_size(val_size, budget, predictors)
     train, val = task_splits(task, train_size=train_size, val_size=val_size, seed=seed)
     lm = dspy.settings.lm
     opt_lm = options.get("optimizer_model") or optimizer_lm()
@@ -94,16 +95,12 @@ def compile_task(task: Task, optimizer: str, *, budget: int, seed: int = 0, run_
                 "optimizer_model": opt_lm if isinstance(opt_lm, str) else getattr(opt_lm, "model", None),
                 "optimizer_identity": lm_identity(opt_lm), **options}
     teleprompter = make_optimizer(optimizer, task.metric, budget=budget, seed=seed, progress=progress, **options)
-    if callable(getattr(teleprompter, "settings", None)):
-        # every setting the run directory records, so that a new default (say, after an upgrade) gets
-        # a fresh run instead of a refusal to resume one made under other settings
-        settings = {**teleprompter.settings(), **settings}
-    planned = getattr(teleprompter, "hyperparameters", None)
-    if callable(planned):
-        # A DSPy optimizer's hyperparameters are planned from the budget and the split sizes: when the
-        # planning changes (an upgrade), the compile is another one and gets its own run directory, instead
-        # of the refusal to resume a run planned otherwise.
-        settings["hyperparameters"] = planned(len(train), len(val), len(task.program().named_predictors()))
+    run_settings = getattr(teleprompter, "run_settings", None)
+    if callable(run_settings):
+        # Every setting the run directory records (a DSPy optimizer's include the hyperparameters planned
+        # from the budget and the split sizes) names it, so that a new default or plan (say, after an
+        # upgrade) gets a fresh run instead of a refusal to resume one made under other settings.
+        settings = {**run_settings(train, val, predictors), **settings}
     directory = Path(run_dir) if run_dir else default_run_dir(task, optimizer, settings, cache_dir)
     program = teleprompter.compile(task.program(), trainset=train, valset=val, run_dir=directory,
                                    task=task.name)

@@ -40,7 +40,7 @@ from honed.modules.behave import STEPS_FIELD
 from honed.optimizers.attribution import example_gold
 from honed.optimizers.candidates import Candidate, PredictorState, example_id
 from honed.optimizers.demo_sets import balanced_sample, few_shot_draws, in_turn_by_form
-from honed.optimizers.engine import EngineOptimizer, Proposer, Session, Settled, declared_settings
+from honed.optimizers.engine import EngineOptimizer, Proposer, Session, Settled
 from honed.optimizers.significance import DEFAULT_SIGNIFICANCE, check_significance, paired_gain
 from honed.programs.metrics import normalize
 from honed.runs.records import (
@@ -620,6 +620,3 @@ class BehaviorOptimizer(EngineOptimizer):
         self.sample_temperature, self.seed = sample_temperature, seed
         self.significance = check_significance(significance)
         self.num_threads, self.progress = num_threads, progress
-
-    def settings(self) -> dict[str, Any]:
-        return declared_settings(self)

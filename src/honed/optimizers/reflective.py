@@ -25,7 +25,7 @@ from honed.errors import ConfigError, find_cause
 from honed.evaluate import ExampleResult, stops_evaluation
 from honed.optimizers.attribution import attribute, gold_labels
 from honed.optimizers.candidates import Candidate, PredictorState
-from honed.optimizers.engine import EngineOptimizer, Proposer, Session, declared_settings
+from honed.optimizers.engine import EngineOptimizer, Proposer, Session
 from honed.optimizers.search import result_id
 from honed.optimizers.significance import DEFAULT_SIGNIFICANCE, check_significance
 from honed.programs.metrics import normalize
@@ -224,6 +224,3 @@ class ReflectiveRefine(EngineOptimizer):
         self.significance = check_significance(significance)
         self.num_threads = num_threads
         self.progress = progress
-
-    def settings(self) -> dict[str, Any]:
-        return declared_settings(self)
