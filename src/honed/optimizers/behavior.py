@@ -582,6 +582,8 @@ class BehaviorOptimizer(EngineOptimizer):
             the candidate must not lose there (0: decide on validation alone, revision 2).
         significance: the returned program replaces the seed only when a one-sided paired sign test
             on validation (and the held-out examples) puts its gain at p <= this (1.0: any higher score will do).
+        balanced_validation: rank on validation by the mean with each answer form weighted equally where
+            its answers fall into a few forms (`honed.optimizers.objective`); False: the plain mean.
     """
 
     name = "behavior"
@@ -599,7 +601,7 @@ class BehaviorOptimizer(EngineOptimizer):
                  edits_per_step: int = 2, beam: int = 3, verify_passing: int = 3, draft_examples: int = 3,
                  few_shot: int = 4, few_shot_sets: int = 5, confirm: int = 10,
                  sample_temperature: float = 0.8, seed: int = 0, significance: float = DEFAULT_SIGNIFICANCE,
-                 num_threads: int | None = None,
+                 balanced_validation: bool = True, num_threads: int | None = None,
                  progress: bool | None = None) -> None:
         super().__init__()
         for label, value in (("budget", budget), ("minibatch", minibatch), ("edits_per_step", edits_per_step),
@@ -619,4 +621,5 @@ class BehaviorOptimizer(EngineOptimizer):
         self.few_shot, self.few_shot_sets, self.confirm = few_shot, few_shot_sets, confirm
         self.sample_temperature, self.seed = sample_temperature, seed
         self.significance = check_significance(significance)
+        self.balanced_validation = balanced_validation
         self.num_threads, self.progress = num_threads, progress

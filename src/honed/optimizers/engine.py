@@ -68,7 +68,8 @@ class Proposer(CandidateSearch):
     def __init__(self, opt: EngineOptimizer, session: Session, student: dspy.Module) -> None:
         super().__init__(session.run, student, session.train, session.val, seed=opt.seed,
                          beam=getattr(opt, "beam", 1), verify_passing=getattr(opt, "verify_passing", 0),
-                         significance=getattr(opt, "significance", DEFAULT_SIGNIFICANCE))
+                         significance=getattr(opt, "significance", DEFAULT_SIGNIFICANCE),
+                         balanced_validation=getattr(opt, "balanced_validation", False))
         self.opt, self.opt_lm, self.order = opt, session.opt_lm, session.order
 
     def seed_candidate(self) -> Candidate:
@@ -176,10 +177,11 @@ class Engine:
         settled = proposer.choose(beam, seed, seed_val)
         gain = {"gain_over_seed": settled.gain.model_dump() if settled.gain else None} if settled.tested else {}
         run.log(Final(step="final", candidate=settled.candidate.to_json(), val_score=settled.val_score,
-                      baseline_val_score=seed_val, **gain, stop_reason=proposer.stop_reason,
-                      **proposer.final_fields()))
+                      baseline_val_score=seed_val, val_objective=proposer.objective.name, **gain,
+                      stop_reason=proposer.stop_reason, **proposer.final_fields()))
         result = CompileResult(
             optimizer=self.optimizer.name, baseline_val_score=seed_val, val_score=settled.val_score,
+            val_objective=proposer.objective.name,
             gain_over_seed=settled.gain, stop_reason=proposer.stop_reason, budget=self.optimizer.budget,
             budget_used=run.budget.used, lm_calls=run.paid_calls(), cache_hits=run.cache_hits(),
             run_dir=str(run.ledger.run_dir), wall_s=round(run.elapsed(), 2),

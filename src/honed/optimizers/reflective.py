@@ -193,6 +193,8 @@ class ReflectiveRefine(EngineOptimizer):
         verify_passing: passing examples re-run to catch regressions. max_demos: demonstrations per predictor.
         significance: the returned program replaces the seed only when a one-sided paired sign test
             on validation puts its gain at p <= this (1.0: any higher validation score will do).
+        balanced_validation: rank on validation by the mean with each answer form weighted equally where
+            its answers fall into a few forms (`honed.optimizers.objective`); False: the plain mean.
     """
 
     name = "reflective"
@@ -201,8 +203,8 @@ class ReflectiveRefine(EngineOptimizer):
     def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600, beam: int = 4,
                  minibatch: int = 16, claims_per_round: int = 2, errors_per_claim: int = 4, verify_passing: int = 4,
                  max_demos: int = 4, max_rounds: int = 20, reflection_temperature: float = 0.8, seed: int = 0,
-                 significance: float = DEFAULT_SIGNIFICANCE, num_threads: int | None = None,
-                 progress: bool | None = None) -> None:
+                 significance: float = DEFAULT_SIGNIFICANCE, balanced_validation: bool = True,
+                 num_threads: int | None = None, progress: bool | None = None) -> None:
         super().__init__()
         for label, value in (("budget", budget), ("beam", beam), ("minibatch", minibatch),
                              ("claims_per_round", claims_per_round), ("errors_per_claim", errors_per_claim),
@@ -222,5 +224,6 @@ class ReflectiveRefine(EngineOptimizer):
         self.reflection_temperature = reflection_temperature
         self.seed = seed
         self.significance = check_significance(significance)
+        self.balanced_validation = balanced_validation
         self.num_threads = num_threads
         self.progress = progress

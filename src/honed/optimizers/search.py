@@ -15,6 +15,7 @@ import dspy
 
 from honed.evaluate import ExampleResult
 from honed.optimizers.candidates import Candidate, build, example_id
+from honed.optimizers.objective import ValidationObjective
 from honed.optimizers.run import CompileRun
 from honed.optimizers.significance import DEFAULT_SIGNIFICANCE, paired_gain
 from honed.runs.records import Record, Validate, Verify
@@ -25,8 +26,12 @@ class CandidateSearch:
     """State of one compile: the run (budget, ledger), the data, and the candidates seen so far."""
 
     def __init__(self, run: CompileRun, student: dspy.Module, train: list[dspy.Example], val: list[dspy.Example],
-                 *, seed: int, beam: int, verify_passing: int, significance: float = DEFAULT_SIGNIFICANCE) -> None:
+                 *, seed: int, beam: int, verify_passing: int, significance: float = DEFAULT_SIGNIFICANCE,
+                 balanced_validation: bool = False) -> None:
         self.run, self.student, self.train, self.val = run, student, train, val
+        # What candidates are ranked by on validation (`honed.optimizers.objective`): every score this class
+        # compares, returns or puts in the beam is this objective; `Validate.score` stays the plain mean.
+        self.objective = ValidationObjective(train, val, balance=balanced_validation)
         self.significance = significance
         self.val_outcomes: dict[str, list[float]] = {}  # candidate id -> per-example scores on the full valset
         self.by_id = {example_id(e, i): e for i, e in enumerate(train)}
@@ -54,16 +59,23 @@ class CandidateSearch:
 
     def val_score(self, candidate: Candidate, examples: Sequence[dspy.Example], step: str, phase: str
                   ) -> float | None:
-        """The candidate's mean score on `examples` (validation, or a quarter of it), logged as step `step`
+        """The candidate's objective on `examples` (validation, or its first quarter), logged as step `step`
         of `phase` ("seed", a round's label); None when the budget cannot pay."""
         results = self.evaluate(candidate, examples)
         if results is None:
             return None
-        score = sum(r.score for r in results) / len(results)
+        scores = [r.score for r in results]
         if examples is self.val:
-            self.val_outcomes[candidate.id] = [r.score for r in results]
-        self.log(Validate(step=step, candidate=candidate.id, n=len(results), score=score, phase=phase))
-        return score
+            self.val_outcomes[candidate.id] = scores
+        return self.log_validation(step, candidate, scores, phase)
+
+    def log_validation(self, step: str, candidate: Candidate, scores: list[float], phase: str) -> float:
+        """Log a candidate's scores on the first `len(scores)` validation examples; returns the objective."""
+        objective = self.objective.score(scores)
+        balanced = {"balanced": objective} if self.objective.balanced else {}
+        self.log(Validate(step=step, candidate=candidate.id, n=len(scores), score=sum(scores) / len(scores),
+                          phase=phase, **balanced))
+        return objective
 
     def verify(self, candidate: Candidate, targeted: list[ExampleResult], passing: list[ExampleResult],
                step: str, *, round_no: int, claim_step: str | None = None, edit_step: str | None = None,
@@ -160,10 +172,8 @@ class CandidateSearch:
                 if results is None:
                     break
                 scores[candidate.id].extend(r.score for r in results)
-                score = sum(scores[candidate.id]) / size
                 step = full_step(candidate) if last and full_step else f"{label}/race{size}/{candidate.id}"
-                self.log(Validate(step=step, candidate=candidate.id, n=size, score=score, phase=label))
-                ran.append((candidate, score))
+                ran.append((candidate, self.log_validation(step, candidate, scores[candidate.id], label)))
             done = size
             ran.sort(key=lambda item: -item[1])  # stable: the earlier candidate wins a tie
             if last or not ran:

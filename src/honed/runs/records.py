@@ -84,8 +84,11 @@ class Validate(Record):
     kind: Literal["validate"] = "validate"
     candidate: str  # candidate id
     n: int
-    score: Number
+    score: Number  # the plain mean
     phase: str | None = None  # "seed", "step0" (the drafted behavior), a round ("r1", "step2"), or "final"
+    # The mean with each answer form weighted equally, where the optimizer ranks by it
+    # (`honed.optimizers.objective`); absent where it ranks by `score`.
+    balanced: Number | None = None
 
 
 class HeldOut(Record):
@@ -255,8 +258,9 @@ class Final(Record):
 
     kind: Literal["final"] = "final"
     candidate: CandidateJson | None = None
-    val_score: Number | None = None
+    val_score: Number | None = None  # on `val_objective`, as is baseline_val_score
     baseline_val_score: Number | None = None
+    val_objective: str | None = None  # "mean" or "balanced" (`honed.optimizers.objective`); None: "mean"
     gain_over_seed: dict[str, Any] | None = None  # the paired sign test of the best candidate vs the seed
     optimizer_val_score: Number | None = None
     claims: int | None = None

@@ -84,6 +84,7 @@ class CompileResult(BaseModel):
     optimizer: str
     baseline_val_score: float  # the seed program on validation
     val_score: float  # the returned program on validation
+    val_objective: str = "mean"  # what both validation scores are: "mean", or "balanced" over answer forms
     gain_over_seed: GainTest | None = None  # None: no candidate scored above the seed, or none was tested
     stop_reason: str
     budget: int
