@@ -424,3 +424,42 @@ def test_at_a_small_budget_the_search_is_not_starved_for_a_confirmation_it_canno
     assert optimizer.result.candidate["origin"].startswith("few-shot-")
     assert not any(r["kind"] == "held_out" for r in ledger)
     assert optimizer.result.budget_used <= 40
+
+
+def test_restating_a_step_is_not_doing_it():
+    from honed.optimizers.behavior import restates, shows_work
+    assert restates("I read the sentence carefully.", "Read the sentence carefully.")
+    assert not restates("positive", "Answer positive or negative.")  # a short answer is work, not an echo
+    assert not restates("The key words are 'dull' and 'slow'.", "Identify the key words of the sentence.")
+    procedure = Procedure.from_texts(["Read the sentence carefully.", "Find the opinion words.", "Decide."])
+    assert not shows_work(["Read the sentence carefully.", "Find the opinion words.", "negative"], procedure)
+    assert shows_work(["Read the sentence carefully.", "'dull', 'slow'", "negative"], procedure)
+
+
+def test_a_teacher_that_copies_the_procedure_out_is_not_shown(cache_dir, tmp_path):
+    """The teacher answers right but writes each step's instruction as its output; such traces are
+    rejected (their echoes counted), and reference executions, which do the steps, are shown instead."""
+    steps = ["Read the film review sentence.", "Decide whether the sentence is positive or negative."]
+
+    def answer(messages, schema):
+        props = schema["properties"]
+        last = messages[-1]["content"]
+        if "examples" in last and list(props) == ["steps"]:
+            return {"steps": steps}
+        if "correct_answer" in last:
+            sentence = last.split("task_input: sentence: ")[1].split("\n")[0]
+            gold = last.split("correct_answer: sentiment: ")[1].split("\n")[0]
+            return {"steps": [sentence, gold]}
+        if "action" in props:
+            return {"action": "rewrite", "new_step": FIXED, "second_step": ""}
+        label = "negative" if "bad" in last.split("\n")[-1] else "positive"
+        return {"steps": steps, "sentiment": label} if "steps" in props else {"sentiment": label}
+
+    _, _, ledger = compile_(answer, cache_dir, tmp_path / "run")
+    taught = [r for r in ledger if r["kind"] == "demonstration"]
+    assert taught and all(not r["accepted"] and r["echoed"] == 2 for r in taught)
+    references = [r for r in ledger if r["kind"] == "reference_demonstration"]
+    assert references and all(r["accepted"] and r["echoed"] == 0 for r in references)
+    drafted = next(r for r in ledger if r["kind"] == "candidate" and r["step"] == "step0/drafted")
+    shown = drafted["candidate"]["predictors"]["predict"]["worked_demos"]
+    assert shown and all(d["steps"] != steps for d in shown)
