@@ -44,3 +44,18 @@ def test_a_key_in_the_environment_or_given_explicitly_is_enough(monkeypatch: pyt
 def test_embedded_and_keyless_providers_need_nothing(no_openai_key: None) -> None:
     assert missing_credentials("gguf/smollm2-135m", {}) == []
     assert missing_credentials("ollama_chat/llama3.2", {}) == []
+
+
+def test_a_provider_litellm_does_not_know_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    """litellm prints a "Provider List" banner on stdout for a model it cannot route; the credentials
+    check must not write it into `honed run`'s JSON output."""
+    import litellm
+
+    before = litellm.suppress_debug_info
+    litellm.suppress_debug_info = False
+    try:
+        assert missing_credentials("unroutable-model-name", {}) == []
+    finally:
+        litellm.suppress_debug_info = before
+    assert capsys.readouterr().out == ""
+    assert litellm.suppress_debug_info is before

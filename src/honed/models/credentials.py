@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from honed.errors import ConfigError
+from honed.models.quiet import quiet_litellm
 from honed.models.resolve import is_gguf_model
 
 # litellm also lists endpoint variables (OLLAMA_API_BASE, ...) that have working defaults; only secrets
@@ -28,7 +29,8 @@ def missing_credentials(model: str, lm_kwargs: dict[str, Any]) -> list[str]:
     import litellm
 
     try:
-        found = litellm.validate_environment(model=model, api_base=lm_kwargs.get("api_base"))
+        with quiet_litellm():  # a provider litellm does not know prints a banner into stdout
+            found = litellm.validate_environment(model=model, api_base=lm_kwargs.get("api_base"))
     except Exception:  # a provider litellm cannot map: let the first request say what it needs
         return []
     if found.get("keys_in_environment"):

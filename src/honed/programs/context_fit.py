@@ -36,10 +36,9 @@ and does not even load the model.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +47,7 @@ import litellm
 from honed.env_settings import env_int
 from honed.errors import DatasetError
 from honed.models.gguf import DEFAULT_N_CTX, MIN_ANSWER_TOKENS, GGUFProvider, register_gguf_provider
+from honed.models.quiet import quiet_litellm
 from honed.models.resolve import is_gguf_model, resolve_gguf_path
 from honed.programs.loaders import Source, source_of
 
@@ -99,25 +99,13 @@ def _gguf_window(model: str) -> ContextWindow:
     return ContextWindow(model, DEFAULT_N_CTX, count, "HONED_GGUF_N_CTX sets the context of gguf/ models")
 
 
-@contextlib.contextmanager
-def _quiet_litellm() -> Iterator[None]:
-    """litellm prints a "Provider List" banner to stdout before it raises on a model it cannot route (a
-    `dspy.LM` with a custom engine, say): a probe of honed's must not write into `honed run`'s JSON output."""
-    before = litellm.suppress_debug_info
-    litellm.suppress_debug_info = True
-    try:
-        yield
-    finally:
-        litellm.suppress_debug_info = before
-
-
 def _catalog_entry(model: str) -> Mapping[str, Any] | None:
     """What litellm's bundled model map says about `model`, without asking any server (litellm's
     `get_model_info` asks an Ollama server, or the Hugging Face hub, for models of theirs)."""
     helper = getattr(litellm.utils, "get_model_info_helper", None)
     try:
         if helper is not None:
-            with _quiet_litellm():
+            with quiet_litellm():
                 return helper(model=model, catalog_only=True)
     except TypeError:  # a litellm without `catalog_only`: the map itself
         pass
