@@ -427,18 +427,18 @@ def test_at_a_small_budget_the_search_is_not_starved_for_a_confirmation_it_canno
 
 
 def test_restating_a_step_is_not_doing_it():
-    from honed.optimizers.behavior import restates, shows_work
+    from honed.optimizers.behavior import echoed_steps, restates
     assert restates("I read the sentence carefully.", "Read the sentence carefully.")
     assert not restates("positive", "Answer positive or negative.")  # a short answer is work, not an echo
     assert not restates("The key words are 'dull' and 'slow'.", "Identify the key words of the sentence.")
     procedure = Procedure.from_texts(["Read the sentence carefully.", "Find the opinion words.", "Decide."])
-    assert not shows_work(["Read the sentence carefully.", "Find the opinion words.", "negative"], procedure)
-    assert shows_work(["Read the sentence carefully.", "'dull', 'slow'", "negative"], procedure)
+    assert echoed_steps(["Read the sentence carefully.", "Find the opinion words.", "negative"], procedure) == 2
+    assert echoed_steps(["Read the sentence carefully.", "'dull', 'slow'", "negative"], procedure) == 1
 
 
-def test_a_teacher_that_copies_the_procedure_out_is_not_shown(cache_dir, tmp_path):
-    """The teacher answers right but writes each step's instruction as its output; such traces are
-    rejected (their echoes counted), and reference executions, which do the steps, are shown instead."""
+def test_demonstrations_that_copy_the_procedure_out_are_counted(cache_dir, tmp_path):
+    """The teacher answers right but writes each step's instruction as its output: the records say so
+    (`echoed`), and the trace, whose answer is right, is still shown."""
     steps = ["Read the film review sentence.", "Decide whether the sentence is positive or negative."]
 
     def answer(messages, schema):
@@ -457,9 +457,7 @@ def test_a_teacher_that_copies_the_procedure_out_is_not_shown(cache_dir, tmp_pat
 
     _, _, ledger = compile_(answer, cache_dir, tmp_path / "run")
     taught = [r for r in ledger if r["kind"] == "demonstration"]
-    assert taught and all(not r["accepted"] and r["echoed"] == 2 for r in taught)
-    references = [r for r in ledger if r["kind"] == "reference_demonstration"]
-    assert references and all(r["accepted"] and r["echoed"] == 0 for r in references)
+    assert taught and all(r["accepted"] and r["echoed"] == 2 for r in taught)
     drafted = next(r for r in ledger if r["kind"] == "candidate" and r["step"] == "step0/drafted")
     shown = drafted["candidate"]["predictors"]["predict"]["worked_demos"]
-    assert shown and all(d["steps"] != steps for d in shown)
+    assert shown and all(d["steps"] == steps for d in shown)

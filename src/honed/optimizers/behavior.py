@@ -6,15 +6,14 @@ step by step, show it doing so, watch where it departs, and fix that step:
 0. Draft: the optimizer model writes a procedure from the task instruction and a few solved examples.
 1. Demonstrate: the procedure is run on training examples (by the optimizer model, as a teacher); worked
    examples whose final answer is correct under the metric become demonstrations, wrong ones are
-   rejected, and so are traces whose steps only restate the procedure's instructions (they show the
-   target the procedure copied out, not carried out). When fewer than `max_demos` were kept, the
-   rejected examples are demonstrated by a reference execution instead (the optimizer model told the
-   correct answer, as in step 2), so that a weak teacher still yields worked examples with right
-   answers. `demonstrations=False` gives the paper's ablation: no demos, a "follow strictly" line. The
-   procedure then races answer-only few-shot candidates (draws of labeled training examples, no steps)
-   on validation by successive halving: on a simple transformation a small target often answers better
-   at once, so whether the procedure is kept is decided per task, on validation, and never by the task's
-   name.
+   rejected (steps that only restate their instruction are counted in the records, `restates`). When
+   fewer than `max_demos` were correct, the rejected examples are demonstrated by a reference execution
+   instead (the optimizer model told the correct answer, as in step 2), so that a weak teacher still
+   yields worked examples with right answers. `demonstrations=False` gives the paper's ablation: no
+   demos, a "follow strictly" line. The procedure then races answer-only few-shot candidates (draws of
+   labeled training examples, no steps) on validation by successive halving: on a simple transformation
+   a small target often answers better at once, so whether the procedure is kept is decided per task, on
+   validation, and never by the task's name.
 2. Observe: the target runs the procedure on a minibatch; a reference execution of the same steps
    (the optimizer model, told the correct answer) gives what each step should produce. The first step
    where the target's trace departs from the reference is located; per-step following rates are recorded.
@@ -75,10 +74,12 @@ def step_followed(produced: str, reference: str) -> bool:
 
 def restates(produced: str, instruction: str) -> bool:
     """Whether a step's output only restates the step's instruction ("Read the sentence carefully" for
-    "Read the sentence carefully."): at least three words, four in five of them the instruction's. Such an
-    output shows no work: in the paper's setting 73 of the 102 worked demonstrations the optimizer model
-    wrote (every behavior compile on this machine) restated at least half of their steps, so the target was
-    shown the procedure copied out instead of carried out."""
+    "Read the sentence carefully."): at least three words, four in five of them the instruction's. Such a
+    step shows no work. The records count them (`echoed`) so that a reader sees how much of a demonstration
+    is the procedure copied out: in the paper's setting 73 of 102 worked demonstrations restated at least
+    half of their steps. Rejecting such traces was measured and not adopted: the traces left often showed
+    wrong work (first_word_letter's teacher wrote the second letter at "Write down the letter"), and the
+    quickstart's compiled score fell from 0.62 to 0.14 on the same machine."""
     words = _WORD.findall(normalize(produced))
     if len(words) < 3:
         return False
@@ -89,11 +90,6 @@ def restates(produced: str, instruction: str) -> bool:
 def echoed_steps(steps: Sequence[str], procedure: Procedure) -> int:
     """How many step outputs of a trace only restate their own instruction (`restates`)."""
     return sum(restates(str(out), step.instruction) for out, step in zip(steps, procedure.steps, strict=False))
-
-
-def shows_work(steps: Sequence[str], procedure: Procedure) -> bool:
-    """A trace worth showing as a demonstration: fewer than half of its steps restate their instruction."""
-    return 2 * echoed_steps(steps, procedure) < max(1, len(procedure.steps))
 
 
 def first_departure(steps: Sequence[str], reference: Sequence[str]) -> int:
@@ -227,8 +223,8 @@ class _BehaviorProposer(Proposer):
 
     # -- 1. demonstrations ---------------------------------------------------------------------------
     def demonstrate(self, seed: Candidate, procedure: Procedure) -> tuple[str, ...]:
-        """Worked examples by the optimizer model following the procedure; wrong answers, and traces that
-        only restate the procedure (`shows_work`), are rejected.
+        """Worked examples by the optimizer model following the procedure; wrong answers are rejected. Steps
+        that only restate their instruction are counted (`echoed_steps`, in the records), not rejected.
 
         When the answer predictor reads only the program's inputs, the teacher is that predictor alone;
         in a pipeline whose answer stage reads what an earlier stage wrote, the teacher is the whole
@@ -253,8 +249,7 @@ class _BehaviorProposer(Proposer):
             inputs = self.target_inputs(result)
             steps = self.produced_steps(result)
             echoed = echoed_steps(steps, procedure) if result.prediction else None
-            ok = (result.prediction is not None and result.score >= 1.0 and inputs is not None
-                  and shows_work(steps, procedure))
+            ok = result.prediction is not None and result.score >= 1.0 and inputs is not None
             self.log(Demonstration(step=f"demo/{index}", example=example_id(example, -1), accepted=ok,
                                    steps=steps if result.prediction else None, error=result.error, echoed=echoed))
             if ok:
@@ -267,11 +262,10 @@ class _BehaviorProposer(Proposer):
                     rejected.append((example, inputs))
         for index, (example, inputs) in enumerate(rejected[: self.opt.max_demos - len(accepted)]):
             steps = self.reference_steps(f"demo/reference/{index}", procedure, example)
-            worked = steps is not None and shows_work(steps, procedure)
             self.log(ReferenceDemonstration(step=f"demo/reference/{index}", example=example_id(example, -1),
-                                            accepted=worked, steps=steps,
+                                            accepted=steps is not None, steps=steps,
                                             echoed=echoed_steps(steps, procedure) if steps is not None else None))
-            if worked:
+            if steps is not None:
                 self.demos_from_reference += 1
                 accepted.append(self.worked_demo(inputs, steps, self.gold_outputs(example)))
         return tuple(accepted)
@@ -540,7 +534,7 @@ class _BehaviorProposer(Proposer):
                 demos = parent.predictors[self.target].worked_demos
                 candidates.append(self.behavior_candidate(parent, new_procedure, demos, f"fix:{fix.action}"))
         inputs = self.target_inputs(result)
-        if self.opt.demonstrations and reference and inputs is not None and shows_work(reference, procedure):
+        if self.opt.demonstrations and reference and inputs is not None:
             demo = self.worked_demo(inputs, list(reference), self.gold_outputs(result.example))
             demos = (*parent.predictors[self.target].worked_demos, demo)[-self.opt.max_demos:]
             # Verified first: showing a weak target the failing case done right needs no optimizer
@@ -624,8 +618,7 @@ class BehaviorOptimizer(EngineOptimizer):
     # only where the race still fits beside it), and the teacher works examples with answer forms in turn;
     # 6: forms take turns only where they are fewer than the examples picked (first_word_letter's 26 letters
     # reordered its demonstrations at random: the quickstart's compiled score fell from 0.92 to 0.68)
-    # 7: a worked demonstration whose steps mostly restate their instructions is rejected (`shows_work`)
-    revision = 7
+    revision = 6
 
     def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600,
                  refinement_steps: int = 3, demonstrations: bool = True, max_demos: int = 3, minibatch: int = 8,

@@ -183,8 +183,8 @@ class DraftedProcedure(Record):
 
 class Demonstration(Record):
     """BehaviorOptimizer: the optimizer model, as a teacher, carried out the procedure on a training
-    example; `accepted` when its answer was right and its steps show work (`echoed`: how many of them only
-    restate their own instruction; half or more and the trace is not shown to the target)."""
+    example; `accepted` when its answer was right. `echoed`: how many of its steps only restate their
+    own instruction (`honed.optimizers.behavior.restates`)."""
 
     kind: Literal["demonstration"] = "demonstration"
     example: str | None = None
@@ -195,9 +195,8 @@ class Demonstration(Record):
 
 
 class ReferenceDemonstration(Record):
-    """BehaviorOptimizer: an example the teacher got wrong (or whose steps only restated the procedure),
-    demonstrated by a reference execution (the optimizer model told the correct answer); `echoed` as in
-    `Demonstration`."""
+    """BehaviorOptimizer: an example the teacher got wrong, demonstrated by a reference execution (the
+    optimizer model told the correct answer); `echoed` as in `Demonstration`."""
 
     kind: Literal["reference_demonstration"] = "reference_demonstration"
     example: str | None = None
