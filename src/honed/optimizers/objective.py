@@ -27,10 +27,10 @@ class ValidationObjective:
 
     def __init__(self, train: Sequence[dspy.Example], val: Sequence[dspy.Example], *, balance: bool) -> None:
         # Forms are named over train and validation together, so that "a label set" is decided on enough
-        # examples; only the validation examples' forms are kept.
-        forms = answer_forms([*train, *val])[len(train):] if val else []
-        distinct = set(forms)
-        self.balanced = balance and 2 <= len(distinct) <= max(2, len(val) // 4)
+        # examples; only the validation examples' forms are kept. Not named at all when not balancing
+        # (DSPy's optimizers), which would only pay for a pass over the data.
+        forms = answer_forms([*train, *val])[len(train):] if balance and val else []
+        self.balanced = 2 <= len(set(forms)) <= max(2, len(val) // 4)
         self.forms = forms
 
     @property
