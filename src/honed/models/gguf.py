@@ -52,6 +52,7 @@ from honed.env_settings import env_flag, env_float, env_int
 from honed.errors import ContextLengthExceeded
 from honed.models.batching import BatchEngine, BatchRequest, BatchResult, EngineStats, LlamaBackend
 from honed.models.guard import check_allowed
+from honed.models.llama_load import load_llama
 from honed.models.resolve import resolve_gguf_path
 from honed.models.schema import canonical_json, grammar_for_schema, schema_from_response_format
 
@@ -250,10 +251,8 @@ class GGUFProvider(CustomLLM):
     def loaded(self, path: Path) -> _LoadedModel:
         with self._load_lock:
             if path not in self._models:
-                from llama_cpp import Llama
-
-                llama = Llama(
-                    model_path=str(path),
+                llama = load_llama(
+                    path,
                     n_ctx=DEFAULT_N_CTX,
                     n_threads=_threads(),
                     n_threads_batch=_threads(),
