@@ -394,6 +394,34 @@ def test_a_gain_the_held_out_examples_confirm_is_returned_and_they_never_shape_a
     assert not {r.get("example") for r in ledger if r["kind"] == "demonstration"} & held_out
 
 
+def test_a_gain_the_sign_test_over_both_sets_confirms_is_returned_though_it_loses_held_out_by_one(
+        cache_dir, tmp_path):
+    """Revision 7: no veto by the 10 held-out examples alone. The few-shot set wins all 8 validation pairs it
+    can; held out, it wins 4 and loses 5 (right on the odd ids 31-37, wrong on every even one): 12 wins to 5
+    over both sets (p 0.07) returns it, though on the held-out examples alone it scores 0.4 to the seed's 0.5."""
+    steps_world, _ = world(fix_text="Answer positive.")
+
+    def answer(messages, schema):
+        if list(schema["properties"]) == ["sentiment"] and len(messages) > 2:  # answer-only, shown examples
+            sentence = messages[-1]["content"]
+            number = int(sentence.rsplit("film ", 1)[1].split()[0].strip(".\"'}"))
+            right = "negative" if "bad" in sentence else "positive"
+            if 30 <= number < 40:
+                return {"sentiment": "negative" if number in (31, 33, 35, 37) or number % 2 == 0 else "positive"}
+            return {"sentiment": right}
+        return steps_world(messages, schema)
+
+    honed.configure(model=ScriptedLM(answer), cache_dir=cache_dir, num_threads=1)
+    optimizer = BehaviorOptimizer(honed.ExactMatch("sentiment"), refinement_steps=0, progress=False, budget=400)
+    optimizer.compile(program(), trainset=data(40), valset=data(16, offset=100), run_dir=tmp_path / "run")
+    ledger = read_ledger(tmp_path / "run" / "ledger.jsonl")
+    held = {r["step"]: r["score"] for r in ledger if r["kind"] == "held_out"}
+    assert held.pop("confirm/seed") == 0.5 and list(held.values()) == [0.4]
+    gain = optimizer.result.gain_over_seed
+    assert gain is not None and (gain.wins, gain.losses) == (12, 5) and gain.holds and gain.held_out == 10
+    assert optimizer.result.candidate["origin"].startswith("few-shot-")
+
+
 def test_confirmation_off_is_revision_two_search(cache_dir, tmp_path):
     optimizer, _, ledger = _compile_40(_few_shot_world(held_out_right=False), cache_dir, tmp_path / "run",
                                        confirm=0)

@@ -154,9 +154,14 @@ class _BehaviorProposer(Proposer):
         """The sign test on validation alone decides on 20 examples, where a candidate that fits what the
         validation set happens to over-represent wins by luck (larger_animal: 15 of 20 answers second, and
         a procedure that answers the second animal), while a real gain of 6 wins to 3 is refused. So the
-        best candidate above the seed is also run, with the seed, on the held-out training examples: it
-        replaces the seed only if it does not lose there and the sign test over both sets together holds.
-        Without held-out examples, or a budget for them, the rule is the default one."""
+        best candidate above the seed is also run, with the seed, on the held-out training examples, and it
+        replaces the seed when the sign test over both sets together holds: 30 paired examples instead of 20.
+        Without held-out examples, or a budget for them, the rule is the default one.
+
+        Revision 7 dropped a second condition, that the candidate must not lose on the held-out examples
+        alone: on 10 examples that veto is itself a coin toss. In the paper's setting at seed 1 it refused
+        larger_animal's 16-example few-shot set (validation 0.60 against the seed's 0.25, 9 wins to 3 over
+        both sets, but 4 to 5 of 10 held out), which scored 0.62 on test against the seed's 0.46."""
         best = next(((c, score) for c, score in beam if c.id != seed.id and score > seed_val), None)
         if best is None or not self.held_out or not self.run.affords_eval(2 * len(self.held_out)):
             return super().choose(beam, seed, seed_val)
@@ -173,7 +178,7 @@ class _BehaviorProposer(Proposer):
         gain = paired_gain(self.val_outcomes[seed.id] + held[seed.id],
                            self.val_outcomes[candidate.id] + held[candidate.id], self.significance)
         test = GainTest(candidate=candidate.id, val_score=score, held_out=len(self.held_out), **gain.to_json())
-        if gain.holds and sum(held[candidate.id]) >= sum(held[seed.id]):
+        if gain.holds:
             return Settled(candidate, score, test)
         return Settled(seed, seed_val, test)
 
@@ -603,7 +608,7 @@ class BehaviorOptimizer(EngineOptimizer):
         confirm: training examples held out of the search (no draft, demonstration, few-shot set or
             observation uses them), as many of each answer form (label, or where the answer is copied from)
             as there are; the best candidate and the seed are run on them before the seed is replaced, and
-            the candidate must not lose there (0: decide on validation alone, revision 2).
+            the sign test counts them with validation (0: decide on validation alone, revision 2).
         significance: the returned program replaces the seed only when a one-sided paired sign test
             on validation (and the held-out examples) puts its gain at p <= this (1.0: any higher score will do).
         balanced_validation: rank on validation by the mean with each answer form weighted equally where
@@ -617,8 +622,10 @@ class BehaviorOptimizer(EngineOptimizer):
     # active_to_passive's best set, tied at rung 10), fewer few-shot sets paying for the confirmation (reserved
     # only where the race still fits beside it), and the teacher works examples with answer forms in turn;
     # 6: forms take turns only where they are fewer than the examples picked (first_word_letter's 26 letters
-    # reordered its demonstrations at random: the quickstart's compiled score fell from 0.92 to 0.68)
-    revision = 6
+    # reordered its demonstrations at random: the quickstart's compiled score fell from 0.92 to 0.68);
+    # 7: the held-out confirmation is the sign test over validation and held-out examples together, without
+    # a veto by the held-out examples alone (see `choose`)
+    revision = 7
 
     def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600,
                  refinement_steps: int = 3, demonstrations: bool = True, max_demos: int = 3, minibatch: int = 8,
