@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import dspy
@@ -343,9 +344,10 @@ def test_two_few_shot_draws_of_the_same_examples_race_once_and_still_pair_with_t
     assert optimizer.result.baseline_val_score is not None
 
 
-def _few_shot_world(held_out_right: bool):
+def _few_shot_world(held_out_right: bool | Callable[[int], str]):
     """Answer-only few-shot candidates are right on validation (ids 100+); on the held-out training
-    examples (the last 10 of 40) they are right when `held_out_right`, else wrong on every one."""
+    examples (the last 10 of 40) they are right when `held_out_right`, else wrong on every one, or (a
+    function of the example's number) answer what it says."""
     steps_world, _ = world(fix_text="Answer positive.")
 
     def answer(messages, schema):
@@ -354,6 +356,8 @@ def _few_shot_world(held_out_right: bool):
             number = int(sentence.rsplit("film ", 1)[1].split()[0].strip(".\"'}"))
             right = "negative" if "bad" in sentence else "positive"
             wrong = "positive" if right == "negative" else "negative"
+            if 30 <= number < 40 and callable(held_out_right):
+                return {"sentiment": held_out_right(number)}
             return {"sentiment": right if number >= 100 or number < 30 or held_out_right else wrong}
         return steps_world(messages, schema)
 
@@ -399,18 +403,10 @@ def test_a_gain_the_sign_test_over_both_sets_confirms_is_returned_though_it_lose
     """Revision 7: no veto by the 10 held-out examples alone. The few-shot set wins all 8 validation pairs it
     can; held out, it wins 4 and loses 5 (right on the odd ids 31-37, wrong on every even one): 12 wins to 5
     over both sets (p 0.07) returns it, though on the held-out examples alone it scores 0.4 to the seed's 0.5."""
-    steps_world, _ = world(fix_text="Answer positive.")
+    def held_out(number: int) -> str:
+        return "negative" if number in (31, 33, 35, 37) or number % 2 == 0 else "positive"
 
-    def answer(messages, schema):
-        if list(schema["properties"]) == ["sentiment"] and len(messages) > 2:  # answer-only, shown examples
-            sentence = messages[-1]["content"]
-            number = int(sentence.rsplit("film ", 1)[1].split()[0].strip(".\"'}"))
-            right = "negative" if "bad" in sentence else "positive"
-            if 30 <= number < 40:
-                return {"sentiment": "negative" if number in (31, 33, 35, 37) or number % 2 == 0 else "positive"}
-            return {"sentiment": right}
-        return steps_world(messages, schema)
-
+    answer = _few_shot_world(held_out)
     honed.configure(model=ScriptedLM(answer), cache_dir=cache_dir, num_threads=1)
     optimizer = BehaviorOptimizer(honed.ExactMatch("sentiment"), refinement_steps=0, progress=False, budget=400)
     optimizer.compile(program(), trainset=data(40), valset=data(16, offset=100), run_dir=tmp_path / "run")
