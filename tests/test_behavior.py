@@ -12,6 +12,7 @@ import honed
 from honed.modules import Behave, Procedure
 from honed.optimizers import read_ledger
 from honed.optimizers.behavior import BehaviorOptimizer, first_departure, step_followed
+from honed.optimizers.candidates import Candidate, build
 from honed.testing import ScriptedLM
 
 DRAFT = ["Read the sentence.", "Answer positive."]
@@ -231,6 +232,22 @@ def test_behavior_program_round_trips_through_an_artifact(cache_dir, tmp_path):
     assert loaded.predict.signature.instructions == compiled.predict.signature.instructions
     examples = data(6, offset=200)
     assert [loaded(**e.inputs()).sentiment for e in examples] == [compiled(**e.inputs()).sentiment for e in examples]
+
+
+def test_every_recorded_candidate_rebuilds_from_its_record_under_its_own_id(cache_dir, tmp_path):
+    answer, _ = world()
+    _, compiled, ledger = compile_(answer, cache_dir, tmp_path / "run")
+    recorded = [r["candidate"] for r in ledger if isinstance(r.get("candidate"), dict)]
+    assert any(c["predictors"]["predict"].get("worked_demos") for c in recorded)  # procedures and worked demos
+    assert [Candidate.from_json(c).id for c in recorded] == [c["id"] for c in recorded]
+    final = Candidate.from_json(next(r for r in ledger if r["kind"] == "final")["candidate"])
+    by_id = {e.id: e for e in data(14)}
+    rebuilt = build(program(), final, by_id)
+    examples = data(6, offset=200)
+    assert [rebuilt(**e.inputs()).sentiment for e in examples] == [compiled(**e.inputs()).sentiment for e in examples]
+    tampered = {**recorded[-1], "predictors": {"predict": {"instructions": "Something else.", "demo_ids": []}}}
+    with pytest.raises(ValueError, match="rebuilds as"):
+        Candidate.from_json(tampered)
 
 
 def test_behave_caps_max_tokens_by_procedure_length(cache_dir):

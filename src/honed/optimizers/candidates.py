@@ -56,6 +56,27 @@ class Candidate:
         return {"id": self.id, "origin": self.origin, "parent": self.parent,
                 "predictors": {n: state(s) for n, s in self.predictors.items()}}
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Candidate:
+        """The candidate `to_json` wrote (as a run record's `candidate` holds it), with the same id.
+
+        Procedures and worked demonstrations are re-serialized exactly as the optimizers first wrote them
+        (`Procedure.model_dump_json`, sorted-key `json.dumps`), because the id hashes that text. A record
+        whose `id` this code would compute differently raises `ValueError` rather than rebuild another
+        program under its name."""
+        states = {}
+        for name, state in (data.get("predictors") or {}).items():
+            procedure = state.get("procedure")
+            states[name] = PredictorState(
+                state.get("instructions", ""), tuple(state.get("demo_ids", ())),
+                Procedure.model_validate(procedure).model_dump_json() if procedure is not None else None,
+                tuple(json.dumps(d, sort_keys=True, default=str) for d in state.get("worked_demos", ())))
+        candidate = cls(states, origin=data.get("origin") or "seed", parent=data.get("parent"))
+        if data.get("id") not in (None, candidate.id):
+            raise ValueError(f"candidate {data['id']} rebuilds as {candidate.id}: its record was written by "
+                             "another version of honed's candidate format")
+        return candidate
+
 
 def example_id(example: dspy.Example, index: int) -> str:
     return str(example.get("id", index)) if hasattr(example, "get") else str(index)
