@@ -80,6 +80,9 @@ def verdict(strata: list[tuple[dict[str, Any], str]], optimizers: list[str], *, 
     def scores(optimizer: str) -> list[list[float]]:
         return [table["rows"][(task, optimizer)]["test_scores"] for table, task in strata]
 
+    if not strata:  # no task finished by every optimizer yet (a run just started): nothing to compare
+        return {"means": {o: None for o in optimizers}, "best_dspy": None, "vs_best_dspy": {}, "best_ours": None,
+                "lead_holds": False}
     means = {o: round(statistics.fmean(table["rows"][(t, o)]["test_score"] for table, t in strata), 4)
              for o in optimizers}
     dspy_names = [o for o in optimizers if o in DSPY_ROWS]
@@ -144,7 +147,7 @@ def markdown(summary: dict[str, Any]) -> str:
     for s in [*seeds, {**pooled, "seed": "pooled", "tasks": all_tasks}]:
         beats = s.get("beats_uncompiled", {})
         lines.append(f"| {s['seed']} | {len(s['tasks'])} | "
-                     + " | ".join(f"{s['means'][o]:.3f}" for o in optimizers)
+                     + " | ".join("—" if s['means'][o] is None else f"{s['means'][o]:.3f}" for o in optimizers)
                      + f" | {s['best_dspy'] or '—'} | "
                      + " | ".join(_interval(s["vs_best_dspy"].get(o)) for o in ours) + " | "
                      + " | ".join(f"{beats[o]}/{len(s['tasks'])}" if o in beats else "—" for o in ours)
