@@ -79,6 +79,17 @@ def _positive(text: str) -> int:
     return value
 
 
+def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
+    """The settings a row is measured under (budget, splits, seed, target model): one definition, so that
+    every script that recompiles a row as this one does reads them with the same names and defaults."""
+    parser.add_argument("--budget", type=_positive, default=100, help="model calls per optimizer (default 100)")
+    parser.add_argument("--limit", type=_positive, help="test examples per task (default: all)")
+    parser.add_argument("--train-size", type=_positive, default=100, help="training examples (default 100)")
+    parser.add_argument("--val-size", type=_positive, default=20, help="validation examples (default 20)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for splits and optimizers (default 0)")
+    parser.add_argument("--model", default="gguf/smollm2-135m", help="target model (litellm string)")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,12 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--test", help="test JSONL of your own task")
     parser.add_argument("--optimizers", type=lambda t: _csv(t, OPTIMIZERS, "optimizer"), default=OPTIMIZERS,
                         help=f"comma-separated (default: all: {','.join(OPTIMIZERS)})")
-    parser.add_argument("--budget", type=_positive, default=100, help="model calls per optimizer (default 100)")
-    parser.add_argument("--limit", type=_positive, help="test examples per task (default: all)")
-    parser.add_argument("--train-size", type=_positive, default=100, help="training examples (default 100)")
-    parser.add_argument("--val-size", type=_positive, default=20, help="validation examples (default 20)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for splits and optimizers (default 0)")
-    parser.add_argument("--model", default="gguf/smollm2-135m", help="target model (litellm string)")
+    add_setting_arguments(parser)
     parser.add_argument("--optimizer-model", help="the model optimizers reflect, propose and teach with "
                                                   "(default: the target model), e.g. gguf/qwen2.5-coder-1.5b")
     parser.add_argument("--cache-dir", help="honed cache directory (default: honed's)")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import TASKS, _csv, _positive, _tasks, _test_set  # noqa: E402
+from compare import TASKS, _csv, _tasks, _test_set, add_setting_arguments  # noqa: E402
 
 import honed  # noqa: E402
 from honed.compiling import affordable_val_size, compile_task  # noqa: E402
@@ -46,12 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--test", help="test JSONL of your own task")
     parser.add_argument("--optimizers", type=lambda t: _csv(t, HONED_OPTIMIZERS, "optimizer"),
                         default=HONED_OPTIMIZERS, help="comma-separated (default: reflective,behavior)")
-    parser.add_argument("--budget", type=_positive, default=100, help="model calls per optimizer (default 100)")
-    parser.add_argument("--limit", type=_positive, help="test examples per task (default: all)")
-    parser.add_argument("--train-size", type=_positive, default=100, help="training examples (default 100)")
-    parser.add_argument("--val-size", type=_positive, default=20, help="validation examples (default 20)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for splits and optimizers (default 0)")
-    parser.add_argument("--model", default="gguf/smollm2-135m", help="target model (litellm string)")
+    add_setting_arguments(parser)
     parser.add_argument("--optimizer-model", help="the model optimizers reflect, propose and teach with")
     parser.add_argument("--cache-dir", help="honed cache directory (default: honed's)")
     parser.add_argument("--out", required=True, help="results folder")
