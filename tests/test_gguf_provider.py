@@ -252,10 +252,12 @@ def _row0_logits(backend, prompt: list[int], width: int):
     return logits
 
 
-@pytest.mark.parametrize(("model", "exact"), [("gguf/smollm2-135m", True), ("gguf/qwen2.5-coder-1.5b", False)])
-def test_the_exactness_probe_finds_how_many_sequences_decode_like_one(single_stream, model, exact):
-    """Q4_1 SmolLM2 computes a 4-sequence step as four 1-sequence steps; Q4_K_M Qwen does not, so its batched
-    loop must decode generated tokens in narrower groups to keep the single-stream answers."""
+@pytest.mark.parametrize(("model", "always_exact"), [("gguf/smollm2-135m", True), ("gguf/qwen2.5-coder-1.5b", False)])
+def test_the_exactness_probe_finds_how_many_sequences_decode_like_one(single_stream, model, always_exact):
+    """The probe's width is checked on another prompt: `width` sequences decode like one, and where the width is
+    under 4, 4 do not. Q4_1 SmolLM2 computes a 4-sequence step as four 1-sequence steps on every CPU seen; for
+    Q4_K_M Qwen it depends on llama.cpp's kernels for the CPU (3 on an AMD EPYC, 4 on an Intel Xeon, both
+    AVX-512), so only the probe's agreement with the check is asserted there."""
     import numpy as np
 
     from honed.models.batching import LlamaBackend
@@ -268,8 +270,9 @@ def test_the_exactness_probe_finds_how_many_sequences_decode_like_one(single_str
             width = backend.probe_exact_width()
             prompt = [int(t) for t in loaded.llama.tokenize(b"Count the apples: one, two,", add_bos=True)]
             one, four = _row0_logits(backend, prompt, 1), _row0_logits(backend, prompt, 4)
-            assert np.array_equal(one, four) is exact  # the probe's finding, checked on another prompt
-            assert width == (4 if exact else 3)  # Qwen's Q4_K_M: 3 rows still decode like one, 4 do not
+            assert 1 <= width <= 4 and np.array_equal(one, four) is (width == 4)  # the probe's finding, rechecked
+            if always_exact:
+                assert width == 4
             assert np.array_equal(_row0_logits(backend, prompt, width), one)
             assert backend.stats.exact_width == width
         finally:
