@@ -80,11 +80,9 @@ def verdict(strata: list[tuple[dict[str, Any], str]], optimizers: list[str], *, 
     def scores(optimizer: str) -> list[list[float]]:
         return [table["rows"][(task, optimizer)]["test_scores"] for table, task in strata]
 
-    if not strata:  # no task finished by every optimizer yet (a run just started): nothing to compare
-        return {"means": {o: None for o in optimizers}, "best_dspy": None, "vs_best_dspy": {}, "best_ours": None,
-                "lead_holds": False}
+    # no stratum: no task finished by every optimizer yet (a run just started), so no mean to show
     means = {o: round(statistics.fmean(table["rows"][(t, o)]["test_score"] for table, t in strata), 4)
-             for o in optimizers}
+             if strata else None for o in optimizers}
     dspy_names = [o for o in optimizers if o in DSPY_ROWS]
     ours = [o for o in optimizers if o in OURS]
     if not strata or not dspy_names or not ours:

@@ -61,10 +61,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _opener() -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+
+
 def _answers(url: str) -> bool:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
     try:
-        with opener.open(url, timeout=2) as response:
+        with _opener().open(url, timeout=2) as response:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
@@ -77,9 +80,8 @@ def _skip_if_the_server_crashes_on_a_completion(running: Server, process: subpro
     body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}).encode()
     request = urllib.request.Request(f"{running.api_base}/chat/completions", data=body,
                                      headers={"content-type": "application/json"})
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with opener.open(request, timeout=60):
+        with _opener().open(request, timeout=60):
             return
     except (urllib.error.URLError, OSError):
         pass
