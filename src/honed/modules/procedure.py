@@ -46,7 +46,8 @@ class Procedure(pydantic.BaseModel):
                    strict=strict)
 
     def render(self) -> str:
-        lines = ["Follow these steps. In `steps`, write what you produced at each step, in order."]
+        lines = ["Carry out these steps on the input. In `steps`, write each step's result for this input "
+                 "(what it produced), not the step's wording."]
         for number, step in enumerate(self.steps, start=1):
             suffix = f" (produce: {step.produces})" if step.produces else ""
             lines.append(f"{number}. {step.instruction}{suffix}")
