@@ -28,7 +28,7 @@ import dspy  # noqa: E402
 from films import data, program  # noqa: E402
 
 import honed  # noqa: E402
-from honed.testing import ScriptedLM, block_model_requests, step_count  # noqa: E402
+from honed.testing import ScriptedLM, block_model_requests  # noqa: E402
 
 GOOD_WORD = "careful"
 FIXED_STEP = "Answer negative if the film is bad, else positive."
@@ -45,14 +45,14 @@ def answer(messages: list[dict[str, str]], schema: dict[str, Any] | None) -> Any
     if list(props) == ["steps"] and "examples" in last and "task" in system:  # BehaviorOptimizer: draft
         return {"steps": ["Read the sentence.", "Answer positive."]}
     if "correct_answer" in last:  # BehaviorOptimizer: reference execution
-        count = step_count(schema)
+        count = props["steps"]["minItems"]
         return {"steps": (["Read the sentence.", "Answer the correct label."] + ["done"] * count)[:count]}
     if "action" in props:  # BehaviorOptimizer: fix the departing step
         return {"action": "rewrite", "new_step": FIXED_STEP, "second_step": ""}
     fixed = GOOD_WORD in system or FIXED_STEP in system
     label = "negative" if fixed and "bad" in last.split("\n")[-1] else "positive"
     if "steps" in props:
-        count = step_count(schema)
+        count = props["steps"]["minItems"]
         return {"steps": ([last.strip()[:40], label] + ["ok"] * count)[:count], "sentiment": label}
     return {"sentiment": label}
 

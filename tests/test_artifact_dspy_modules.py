@@ -40,8 +40,6 @@ FAKE_WORLD = textwrap.dedent('''
     import pydantic
     from dspy.adapters.utils import get_annotation_name
 
-    from honed.testing import step_count
-
 
     def _value(schema, seed, defs):
         if "$ref" in schema:
@@ -87,7 +85,7 @@ FAKE_WORLD = textwrap.dedent('''
         if list(props) == ["steps"] and "examples" in last:  # DraftProcedure
             return {"steps": ["Read the word.", ADD_S]}
         if "correct_answer" in last:  # a reference execution
-            count = step_count(schema)
+            count = props["steps"]["minItems"]
             return {"steps": (["the word", "the word with an s"] + ["done"] * count)[:count]}
         if "action" in props:  # FixStep
             return {"action": "rewrite", "new_step": ADD_S, "second_step": ""}
@@ -95,7 +93,7 @@ FAKE_WORLD = textwrap.dedent('''
         plural = word + "s" if ADD_S in system else word
         out = {"reasoning": f"{word} is a regular noun", "plural": plural}
         if "steps" in props:
-            count = step_count(schema)
+            count = props["steps"]["minItems"]
             out["steps"] = ([word, plural] + ["ok"] * count)[:count]
         return {name: out[name] for name in props}
 

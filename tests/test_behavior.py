@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from honed.modules import Behave, Procedure
 from honed.optimizers import read_ledger
 from honed.optimizers.behavior import BehaviorOptimizer, first_departure, step_followed
 from honed.optimizers.candidates import Candidate, build
-from honed.testing import ScriptedLM, step_count
+from honed.testing import ScriptedLM
 
 DRAFT = ["Read the sentence.", "Answer positive."]
 FIXED = "Answer negative if the film is bad, else positive."
@@ -40,8 +39,8 @@ def world(fix_text: str = FIXED, action: str = "rewrite"):
             calls.append("reference")
             sentence = last.split("task_input: sentence: ")[1].split("\n")[0]
             gold = last.split("correct_answer: sentiment: ")[1].split("\n")[0]
-            return {"steps": [sentence, gold][: step_count(schema)] +
-                    ["done"] * max(0, step_count(schema) - 2)}
+            return {"steps": [sentence, gold][: props["steps"]["minItems"]] +
+                    ["done"] * max(0, props["steps"]["minItems"] - 2)}
         if "action" in props:  # FixStep
             calls.append("fix")
             return {"action": action, "new_step": fix_text, "second_step": "Check the answer." if action == "split"
@@ -50,7 +49,7 @@ def world(fix_text: str = FIXED, action: str = "rewrite"):
         negative = "bad" in last.split("\n")[-1] and FIXED in system
         label = "negative" if negative else "positive"
         if "steps" in props:
-            count = step_count(schema)
+            count = props["steps"]["minItems"]
             return {"steps": ([last.strip(), label] + ["ok"] * count)[:count], "sentiment": label}
         return {"sentiment": label}
 
@@ -503,27 +502,3 @@ def test_demonstrations_that_copy_the_procedure_out_are_counted(cache_dir, tmp_p
     drafted = next(r for r in ledger if r["kind"] == "candidate" and r["step"] == "step0/drafted")
     shown = drafted["candidate"]["predictors"]["predict"]["worked_demos"]
     assert shown and all(d["steps"] == steps for d in shown)
-
-
-def test_the_step_trace_is_keyed_by_step_so_the_model_writes_results_not_the_procedure(cache_dir):
-    """The model writes each step's result under its step's number and instruction; demonstrations stored as
-    lists are shown that way too, and the prediction carries the trace as a list."""
-    seen: list = []
-
-    def answer(messages, schema):
-        seen.append((messages, schema))
-        return {"steps": {"1. Find the opinion words.": "dull", "2. Decide.": "negative"}, "sentiment": "negative"}
-
-    honed.configure(model=ScriptedLM(answer), cache_dir=cache_dir, num_threads=1)
-    behave = Behave(dspy.Signature("sentence -> sentiment"), Procedure.from_texts(["Find the opinion words.",
-                                                                                  "Decide."]))
-    behave.demos = [dspy.Example(sentence="Great.", steps=["great", "positive"], sentiment="positive")]
-    prediction = behave(sentence="A dull film.")
-    assert prediction.steps == ["dull", "negative"]
-    messages, schema = seen[-1]
-    trace = schema["$defs"][schema["properties"]["steps"]["$ref"].split("/")[-1]]
-    assert list(trace["properties"]) == ["1. Find the opinion words.", "2. Decide."]
-    assert trace["additionalProperties"] is False
-    shown = json.loads(messages[2]["content"])  # the demonstration, as the assistant's answer
-    assert shown["steps"] == {"1. Find the opinion words.": "great", "2. Decide.": "positive"}
-    assert behave.demos[0].steps == ["great", "positive"]  # the stored demonstration is unchanged

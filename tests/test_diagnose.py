@@ -23,7 +23,7 @@ from honed.optimizers import BehaviorOptimizer, ReflectiveRefine, read_ledger
 from honed.optimizers.ledger import LEDGER_FILE
 from honed.pages.diagnosis_page import write_diagnosis, write_diagnosis_report
 from honed.programs.tasks import Task
-from honed.testing import ScriptedLM, step_count
+from honed.testing import ScriptedLM
 
 TRIGGER = "sequel"
 
@@ -505,12 +505,12 @@ def test_following_of_a_behavior_run_includes_per_step_following(tmp_path):
             return {"steps": ["Read the sentence.", "Answer positive."]}
         if "correct_answer" in last:  # reference execution
             gold = last.split("correct_answer: sentiment: ")[1].split("\n")[0]
-            return {"steps": ["the sentence", gold] + ["done"] * (step_count(schema) - 2)}
+            return {"steps": ["the sentence", gold] + ["done"] * (props["steps"]["minItems"] - 2)}
         if "action" in props:
             return {"action": "rewrite", "new_step": "Answer negative if the film is bad.", "second_step": ""}
         label = "negative" if "bad" in last.split("\n")[-1] and "negative if the film is bad" in system else "positive"
         if "steps" in props:
-            return {"steps": (["the sentence", label] + ["ok"] * 4)[: step_count(schema)], "sentiment": label}
+            return {"steps": (["the sentence", label] + ["ok"] * 4)[: props["steps"]["minItems"]], "sentiment": label}
         return {"sentiment": label}
 
     from films import data

@@ -3,7 +3,6 @@
 - `ScriptedLM(fn)`: a `dspy.LM` whose answers come from a plain Python function (or a list, or a
   dict keyed by a substring of the last user message). Drives optimizer logic deterministically.
 - `SchemaLM()`: a `dspy.LM` that fabricates an answer valid for the requested JSON schema. For plumbing.
-- `step_count(schema)`: how many steps a requested step trace has, for a script that writes one.
 - `block_model_requests()`: while active, the embedded provider refuses to run and no socket may
   connect, so a unit test can never reach a real model by accident.
 
@@ -121,17 +120,6 @@ def fabricate(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> Any
     if kind == "object":
         return {name: fabricate(sub, defs) for name, sub in schema.get("properties", {}).items()}
     return {"string": "x", "integer": 0, "number": 0.0, "boolean": False, "array": [], "null": None}[kind]
-
-
-def step_count(schema: dict[str, Any], field: str = "steps") -> int:
-    """How many steps the step trace `field` of a requested schema asks for (`honed.Behave`'s trace, an
-    object with one key per step, or a fixed-length list), so that a scripted answer can fill it."""
-    sub = schema["properties"][field]
-    if "$ref" in sub:
-        sub = schema.get("$defs", {})[sub["$ref"].split("/")[-1]]
-    if sub.get("type") == "array":
-        return int(sub.get("minItems", 0))
-    return len(sub.get("properties", {}))
 
 
 def SchemaLM(*, model: str = "schema/fake", cache: bool = True) -> dspy.LM:

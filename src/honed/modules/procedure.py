@@ -46,8 +46,7 @@ class Procedure(pydantic.BaseModel):
                    strict=strict)
 
     def render(self) -> str:
-        lines = ["Carry out these steps on the input. In `steps`, write each step's result for this input "
-                 "(what it produced), not the step's wording."]
+        lines = ["Follow these steps. In `steps`, write what you produced at each step, in order."]
         for number, step in enumerate(self.steps, start=1):
             suffix = f" (produce: {step.produces})" if step.produces else ""
             lines.append(f"{number}. {step.instruction}{suffix}")

@@ -37,7 +37,7 @@ import dspy
 from honed.errors import ConfigError
 from honed.evaluate import ExampleResult, run_example, stops_evaluation
 from honed.modules import Behave, Procedure, Step
-from honed.modules.behave import STEPS_FIELD, trace_list, trace_tokens
+from honed.modules.behave import STEPS_FIELD
 from honed.optimizers.attribution import example_gold
 from honed.optimizers.candidates import Candidate, PredictorState, example_id
 from honed.optimizers.demo_sets import balanced_sample, few_shot_draws, in_turn_by_form
@@ -58,7 +58,6 @@ from honed.runs.result import BehaviorDetails, GainTest
 from honed.signatures.behavior import DraftProcedure, FixStep, reference_signature
 
 _WORD = re.compile(r"\w+")
-_NUMBERED = re.compile(r"^\s*(?:step\s*)?\d+\s*[.):-]\s*", re.IGNORECASE)
 
 
 def step_followed(produced: str, reference: str) -> bool:
@@ -215,9 +214,7 @@ class _BehaviorProposer(Proposer):
         examples = "\n".join(f"- {self.describe_inputs(e)} -> {self.describe_answer(e)}" for e in shown)
         drafted = self.ask("draft/propose", DraftProcedure, None, task=self.task_signature.instructions,
                            examples=examples)
-        # the trace numbers the steps itself (`honed.modules.behave.step_keys`): "1. 1. Identify" otherwise
-        texts = [_NUMBERED.sub("", t).strip() for t in (drafted.steps if drafted is not None else [])]
-        texts = [t for t in texts if t]
+        texts = [t.strip() for t in (drafted.steps if drafted is not None else []) if t and t.strip()]
         if len(texts) < 2:
             inputs = ", ".join(self.task_signature.input_fields)
             outputs = ", ".join(self.task_signature.output_fields)
@@ -318,17 +315,15 @@ class _BehaviorProposer(Proposer):
         if steps is None:
             step = self.target_trace(result)
             steps = step.outputs.get(STEPS_FIELD) if step is not None else None
-        return trace_list(steps) or []
+        return list(steps or [])
 
     def reference_steps(self, ledger_step: str, procedure: Procedure, example: dspy.Example) -> list[str] | None:
         """The procedure carried out by the optimizer model told the correct answer: what each step should
         produce. Also the demonstration of an example the teacher got wrong (a small teacher model gets most
         transformations wrong, and without worked examples a small target rarely follows the steps)."""
-        # room for the whole keyed trace, whatever the optimizer model's default cap (a cut trace does not parse)
-        done = self.ask(ledger_step, reference_signature(procedure), {"max_tokens": trace_tokens(procedure)},
-                        procedure=procedure.render(),
+        done = self.ask(ledger_step, reference_signature(len(procedure.steps)), None, procedure=procedure.render(),
                         task_input=self.describe_inputs(example), correct_answer=self.describe_answer(example))
-        return trace_list(done.steps) if done is not None else None
+        return [str(s) for s in done.steps] if done is not None else None
 
     def worked_demo(self, inputs: dict[str, Any], steps: list[str], outputs: dict[str, Any]) -> str:
         """A demonstration of the answer predictor as JSON: its inputs, each step's output, the answer."""
@@ -609,8 +604,7 @@ class BehaviorOptimizer(EngineOptimizer):
         edits_per_step: repair proposals per refinement step (the first greedy, the others sampled).
         few_shot, few_shot_sets: answer-only candidates (`few_shot` labeled training examples that represent the
             answers, then random draws four times larger and of `few_shot`, in turn; at most `few_shot_sets`, as
-            many as the budget races) compete with the procedure on validation, so a task where steps do not
-            help keeps few-shot.
+            many as the budget races) compete with the procedure on validation, so a task where steps do not help keeps few-shot.
         confirm: training examples held out of the search (no draft, demonstration, few-shot set or
             observation uses them), as many of each answer form (label, or where the answer is copied from)
             as there are; the best candidate and the seed are run on them before the seed is replaced, and
@@ -632,10 +626,8 @@ class BehaviorOptimizer(EngineOptimizer):
     # 7: the held-out confirmation is the sign test over validation and held-out examples together, without
     # a veto by the held-out examples alone (see `choose`); 8: the race breaks ties on the objective by how
     # close the answers came to the gold ones (`honed.optimizers.closeness`), not by list order alone; 9: the
-    # coverage draw picks representative answers, not outliers, and the other sets are random draws of 16 and 4;
-    # 10: the step trace is keyed by step (`honed.modules.behave`), so demonstrations show work, not the
-    # procedure copied out
-    revision = 10
+    # coverage draw picks representative answers, not outliers, and the other sets are random draws of 16 and 4
+    revision = 9
 
     def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600,
                  refinement_steps: int = 3, demonstrations: bool = True, max_demos: int = 3, minibatch: int = 8,

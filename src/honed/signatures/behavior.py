@@ -11,9 +11,6 @@ from typing import Annotated, Literal
 import dspy
 import pydantic
 
-from honed.modules.behave import trace_type
-from honed.modules.procedure import Procedure
-
 StepText = Annotated[str, pydantic.StringConstraints(max_length=160)]
 
 
@@ -27,18 +24,16 @@ class DraftProcedure(dspy.Signature):
         desc="the steps, in order")
 
 
-def reference_signature(procedure: Procedure) -> type[dspy.Signature]:
-    """Carry out `procedure` on one input whose correct answer is known. The trace is keyed by step, as the
-    target writes it (`honed.modules.behave`), so that the reference shows each step's work rather than the
-    procedure copied out."""
+def reference_signature(step_count: int) -> type[dspy.Signature]:
+    """Carry out a procedure of `step_count` steps on one input whose correct answer is known."""
+    trace = Annotated[list[StepText], pydantic.Field(min_length=step_count, max_length=step_count)]
     return dspy.Signature(
         {"procedure": (str, dspy.InputField(desc="the steps to follow")),
          "task_input": (str, dspy.InputField(desc="the input")),
          "correct_answer": (str, dspy.InputField(desc="the correct final answer")),
-         "steps": (trace_type(procedure),
-                   dspy.OutputField(desc="each step's result for this input, leading to the answer"))},
-        "Carry out each step of the procedure on the input, writing each step's result (what it produced), "
-        "not the step's wording. Your steps must lead to the correct answer.",
+         "steps": (trace, dspy.OutputField(desc="what each step produces for this input, leading to the answer"))},
+        "Carry out each step of the procedure on the input, writing what each step produces. "
+        "Your steps must lead to the correct answer.",
     )
 
 
