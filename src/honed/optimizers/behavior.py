@@ -380,8 +380,8 @@ class _BehaviorProposer(Proposer):
         """The drafted procedure against answer-only few-shot candidates (labeled training examples as
         demonstrations, no steps), raced on validation (`race`): whether writing steps helps a small target is
         decided per task, on validation, and so is which examples it is shown. As many few-shot sets as the
-        budget can race (up to `few_shot_sets`): `few_shot` examples that represent the answers, then random
-        draws four times larger and of `few_shot`, in turn (`honed.optimizers.demo_sets`). Without few-shot sets
+        budget can race (up to `few_shot_sets`): `few_shot` examples chosen for coverage of the answers, and
+        random draws four times larger, in turn (`honed.optimizers.demo_sets`). Without few-shot sets
         (`few_shot=0`, the no-demonstrations ablation, a pipeline whose answer stage reads fields the examples
         lack) the procedure is validated alone, as before.
 
@@ -602,9 +602,9 @@ class BehaviorOptimizer(EngineOptimizer):
         demonstrations: False for the ablation (no worked examples; a "follow strictly" instruction).
         max_demos: worked demonstrations kept. minibatch: examples observed per refinement step.
         edits_per_step: repair proposals per refinement step (the first greedy, the others sampled).
-        few_shot, few_shot_sets: answer-only candidates (`few_shot` labeled training examples that represent the
-            answers, then random draws four times larger and of `few_shot`, in turn; at most `few_shot_sets`, as
-            many as the budget races) compete with the procedure on validation, so a task where steps do not help keeps few-shot.
+        few_shot, few_shot_sets: answer-only candidates (`few_shot` labeled training examples chosen to cover the
+            answers, and random draws four times larger, in turn; at most `few_shot_sets`, as many as the budget
+            races) compete with the procedure on validation, so a task where steps do not help keeps few-shot.
         confirm: training examples held out of the search (no draft, demonstration, few-shot set or
             observation uses them), as many of each answer form (label, or where the answer is copied from)
             as there are; the best candidate and the seed are run on them before the seed is replaced, and
@@ -625,9 +625,8 @@ class BehaviorOptimizer(EngineOptimizer):
     # reordered its demonstrations at random: the quickstart's compiled score fell from 0.92 to 0.68);
     # 7: the held-out confirmation is the sign test over validation and held-out examples together, without
     # a veto by the held-out examples alone (see `choose`); 8: the race breaks ties on the objective by how
-    # close the answers came to the gold ones (`honed.optimizers.closeness`), not by list order alone; 9: the
-    # coverage draw picks representative answers, not outliers, and the other sets are random draws of 16 and 4
-    revision = 9
+    # close the answers came to the gold ones (`honed.optimizers.closeness`), not by list order alone
+    revision = 8
 
     def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600,
                  refinement_steps: int = 3, demonstrations: bool = True, max_demos: int = 3, minibatch: int = 8,

@@ -1,12 +1,11 @@
-"""Which training examples a few-shot candidate shows: seeded draws, the first chosen for coverage.
+"""Which training examples a few-shot candidate shows: seeded draws, half of them chosen for coverage.
 
 Why coverage: a small target copies the form of what it is shown. In the paper's setting MIPROv2's best
 active_to_passive program showed four examples, two with a singular and two with a plural subject ("was" /
-"were"), and scored 0.83 on test, while random draws of four scored 0.65-0.68. Picking the examples that
-best represent the training answers, in gold-answer words (`diverse_draw`), shows each common kind of answer
-a task has, whatever the task; it needs no model call and no task-specific rule. Random draws of four and
-of sixteen stay beside it, as a reflection citing failures and LabeledFewShot would build them, and
-validation decides.
+"were"), and scored 0.83 on test, while random draws of four scored 0.65-0.68. Picking each next example as
+far as possible, in gold-answer words, from those already picked (farthest-point selection) shows the
+variety of answers a task has, whatever the task; it needs no model call and no task-specific rule.
+Random draws of a larger size stay beside it, as LabeledFewShot would build them, and validation decides.
 """
 
 from __future__ import annotations
@@ -34,26 +33,19 @@ def _distance(a: frozenset[str], b: frozenset[str]) -> float:
 
 
 def diverse_draw(examples: Mapping[str, dspy.Example], k: int, key: str) -> tuple[str, ...]:
-    """`k` example ids that represent the training set's answers: each next pick the one that most raises
-    how well every example is represented (its answer-word similarity to the nearest pick; greedy facility
-    location), ties in a seeded order. Representative rather than farthest-apart: farthest-point selection
-    picked the outliers (num_to_verbal's two-digit numbers, where most answers have four digits: 0.00 on
-    validation), while this picks one typical answer per kind of answer (active_to_passive's "was" and
-    "were") and reaches an odd one out only once the common kinds are shown."""
+    """`k` example ids: a seeded first pick, then each next the one farthest from those picked (ties: the
+    earlier id), so that the answers shown differ as much as the training set allows."""
     ids = list(examples)
     if k >= len(ids):
         return tuple(ids)
-    order = random.Random(key).sample(ids, len(ids))  # the seeded tie-break
     words = {i: answer_words(examples[i]) for i in ids}
-    covered = dict.fromkeys(ids, 0.0)  # each example's similarity to the nearest pick
-    chosen: list[str] = []
+    chosen = [random.Random(key).choice(ids)]
+    nearest = {i: _distance(words[i], words[chosen[0]]) for i in ids}
     while len(chosen) < k:
-        def gain(c: str) -> float:
-            return sum(max(0.0, 1.0 - _distance(words[i], words[c]) - covered[i]) for i in ids)
-        pick = max((i for i in order if i not in chosen), key=gain)
+        pick = max((i for i in ids if i not in chosen), key=lambda i: nearest[i])
         chosen.append(pick)
         for i in ids:
-            covered[i] = max(covered[i], 1.0 - _distance(words[i], words[pick]))
+            nearest[i] = min(nearest[i], _distance(words[i], words[pick]))
     return tuple(chosen)
 
 
@@ -65,17 +57,15 @@ def random_draw(examples: Mapping[str, dspy.Example], k: int, key: str) -> tuple
 
 def few_shot_draws(examples: Mapping[str, dspy.Example], count: int, k: int, seed: int
                    ) -> list[tuple[str, tuple[str, ...]]]:
-    """`count` demonstration sets as (name, ids): the first the `k` most representative (`diverse_draw`),
-    then in turn random draws four times larger (DSPy's LabeledFewShot shows 16) and of `k` (what a
-    reflection citing `k` failures of an uncompiled program shows). One representative set only: the
-    greedy pick is the same whatever the seed, and a second one raced the first's examples again."""
+    """`count` demonstration sets as (name, ids): even draws chosen for coverage (`k` examples), odd ones
+    at random and four times larger (DSPy's LabeledFewShot shows 16)."""
     draws = []
     for i in range(count):
         key = f"labeled:{seed}:{i}"
-        if i == 0:
+        if i % 2 == 0:
             draws.append((f"few-shot-{i}", diverse_draw(examples, k, key)))
         else:
-            draws.append((f"few-shot-{i}", random_draw(examples, 4 * k if i % 2 else k, key)))
+            draws.append((f"few-shot-{i}", random_draw(examples, 4 * k, key)))
     return draws
 
 
