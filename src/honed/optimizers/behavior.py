@@ -624,9 +624,8 @@ class BehaviorOptimizer(EngineOptimizer):
     # 6: forms take turns only where they are fewer than the examples picked (first_word_letter's 26 letters
     # reordered its demonstrations at random: the quickstart's compiled score fell from 0.92 to 0.68);
     # 7: the held-out confirmation is the sign test over validation and held-out examples together, without
-    # a veto by the held-out examples alone (see `choose`); 8: the race breaks ties on the objective by how
-    # close the answers came to the gold ones (`honed.optimizers.closeness`), not by list order alone
-    revision = 8
+    # a veto by the held-out examples alone (see `choose`)
+    revision = 7
 
     def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600,
                  refinement_steps: int = 3, demonstrations: bool = True, max_demos: int = 3, minibatch: int = 8,

@@ -199,9 +199,6 @@ class ReflectiveRefine(EngineOptimizer):
 
     name = "reflective"
     proposer = _ReflectiveProposer
-    # 2: ranking breaks ties on a validation quarter by how close the answers came to the gold ones
-    # (`honed.optimizers.closeness`), not by the order candidates were admitted in
-    revision = 2
 
     def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600, beam: int = 4,
                  minibatch: int = 16, claims_per_round: int = 2, errors_per_claim: int = 4, verify_passing: int = 4,

@@ -15,7 +15,6 @@ import dspy
 
 from honed.evaluate import ExampleResult
 from honed.optimizers.candidates import Candidate, build, example_id
-from honed.optimizers.closeness import answer_closeness
 from honed.optimizers.objective import ValidationObjective
 from honed.optimizers.run import CompileRun
 from honed.optimizers.significance import DEFAULT_SIGNIFICANCE, paired_gain
@@ -70,16 +69,12 @@ class CandidateSearch:
             self.val_outcomes[candidate.id] = scores
         return self.log_validation(step, candidate, scores, phase)
 
-    def log_validation(self, step: str, candidate: Candidate, scores: list[float], phase: str,
-                       closeness: list[float] | None = None) -> float:
-        """Log a candidate's scores on the first `len(scores)` validation examples (and, in a race, how
-        close its answers came, `honed.optimizers.closeness`); returns the objective."""
+    def log_validation(self, step: str, candidate: Candidate, scores: list[float], phase: str) -> float:
+        """Log a candidate's scores on the first `len(scores)` validation examples; returns the objective."""
         objective = self.objective.score(scores)
-        extra: dict[str, float] = {"balanced": objective} if self.objective.balanced else {}
-        if closeness:
-            extra["closeness"] = sum(closeness) / len(closeness)
+        balanced = {"balanced": objective} if self.objective.balanced else {}
         self.log(Validate(step=step, candidate=candidate.id, n=len(scores), score=sum(scores) / len(scores),
-                          phase=phase, **extra))
+                          phase=phase, **balanced))
         return objective
 
     def verify(self, candidate: Candidate, targeted: list[ExampleResult], passing: list[ExampleResult],
@@ -113,16 +108,13 @@ class CandidateSearch:
         quarter = self.val[: max(1, len(self.val) // 4)]
         partial = []
         for candidate in admitted:
-            results = self.evaluate(candidate, quarter)
-            if results is None:
+            score = self.val_score(candidate, quarter, f"{label}/val-quarter/{candidate.id}", label)
+            if score is None:
                 return False
-            near = [answer_closeness(r) for r in results]
-            score = self.log_validation(f"{label}/val-quarter/{candidate.id}", candidate, [r.score for r in results],
-                                        label, near)
-            partial.append((score, sum(near) / len(near), candidate))
-        partial.sort(key=lambda item: (-item[0], -item[1]))  # a tie on the metric: the closer answers go on
+            partial.append((score, candidate))
+        partial.sort(key=lambda item: -item[0])
         paid_for = True
-        for _, _, candidate in partial[: self.beam_size]:
+        for _, candidate in partial[: self.beam_size]:
             score = self.val_score(candidate, self.val, f"{label}/val/{candidate.id}", label)
             if score is None:
                 paid_for = False  # the candidates validated so far still join the beam
@@ -159,12 +151,8 @@ class CandidateSearch:
         on its first half, and so on until at most `keep` have run on all of it. A candidate clearly behind
         stops early, so several can be compared for little more than the cost of validating two.
 
-        A tie on the objective is broken by how close the answers came to the gold ones
-        (`honed.optimizers.closeness`), then by order: where the target rarely answers right, every candidate
-        ties on the first rung, and the cut would otherwise fall by list order alone.
-
-        Returns the finalists with their full validation scores, best first (ties as above); fewer (or
-        none) when the budget ran out. Each rung is logged as `Validate` at its prefix size, the
+        Returns the finalists with their full validation scores, best first (ties: the earlier candidate);
+        fewer (or none) when the budget ran out. Each rung is logged as `Validate` at its prefix size, the
         last one under `full_step(candidate)` when given (the step id a full validation pass has elsewhere).
         """
         rungs = self.race_rungs()
@@ -175,7 +163,6 @@ class CandidateSearch:
             unique.setdefault(candidate.id, candidate)
         candidates = list(unique.values())
         scores: dict[str, list[float]] = {c.id: [] for c in candidates}
-        near: dict[str, list[float]] = {c.id: [] for c in candidates}
         alive, done = list(candidates), 0
         for rung, size in enumerate(rungs):
             last = rung == len(rungs) - 1
@@ -185,17 +172,15 @@ class CandidateSearch:
                 if results is None:
                     break
                 scores[candidate.id].extend(r.score for r in results)
-                near[candidate.id].extend(answer_closeness(r) for r in results)
                 step = full_step(candidate) if last and full_step else f"{label}/race{size}/{candidate.id}"
-                objective = self.log_validation(step, candidate, scores[candidate.id], label, near[candidate.id])
-                ran.append((candidate, objective, sum(near[candidate.id]) / len(near[candidate.id])))
+                ran.append((candidate, self.log_validation(step, candidate, scores[candidate.id], label)))
             done = size
-            ran.sort(key=lambda item: (-item[1], -item[2]))  # stable: then the earlier candidate wins a tie
+            ran.sort(key=lambda item: -item[1])  # stable: the earlier candidate wins a tie
             if last or not ran:
-                for candidate, _, _ in ran:
+                for candidate, _ in ran:
                     self.val_outcomes[candidate.id] = scores[candidate.id]
-                return [(candidate, objective) for candidate, objective, _ in ran]
-            alive = [c for c, _, _ in ran[: max(keep, math.ceil(len(ran) / 2))]]
+                return ran
+            alive = [c for c, _ in ran[: max(keep, math.ceil(len(ran) / 2))]]
         return []
 
     def race_rungs(self) -> list[int]:

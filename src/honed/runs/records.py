@@ -89,9 +89,6 @@ class Validate(Record):
     # The mean with each answer form weighted equally, where the optimizer ranks by it
     # (`honed.optimizers.objective`); absent where it ranks by `score`.
     balanced: Number | None = None
-    # How close the answers came to the gold ones (`honed.optimizers.closeness`), where a race or a rank
-    # breaks ties on the objective by it; absent elsewhere.
-    closeness: Number | None = None
 
 
 class HeldOut(Record):
