@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -147,12 +148,29 @@ def test_behavior_compiles_a_pipeline_whose_answer_reads_the_first_stage(pipelin
 # ---------------------------------------------------------------------------------------------- embedded model
 
 
+def _plural_teacher(messages: list[dict[str, str]], schema: dict[str, Any] | None) -> dict[str, Any]:
+    """A scripted optimizer model that drafts a pluralizing procedure and carries it out right. Why scripted:
+    SmolLM2 drafting for itself writes steps like "task", "example", so whether its compile beats the seed
+    on three validation examples was luck, and this test is about what a compiled pipeline carries."""
+    answer = fabricate(schema)
+    last = messages[-1]["content"]
+    word = (re.findall(r"word: (\w+)", last) or ["x"])[-1]
+    if list(answer) == ["steps"] and "correct_answer" not in last:  # the draft
+        return {"steps": ["Find the word.", "Add an s to the end of the word."]}
+    if "steps" in answer:  # a reference execution, or the answer stage worked as a teacher
+        answer["steps"] = [word, word + "s"]
+    if "plural" in answer:
+        answer["plural"] = word + "s"
+    return answer
+
+
 def _optimizer(name: str, metric: Any) -> Any:
     """Tiny settings: a handful of examples, one round, budget 40 (about 20 s of SmolLM2 on one free core)."""
     if name == "behavior":
-        return honed.BehaviorOptimizer(metric, budget=40, refinement_steps=1, max_demos=1, minibatch=2,
-                                       edits_per_step=1, draft_examples=2, beam=2, verify_passing=1,
-                                       significance=1.0, progress=False)
+        return honed.BehaviorOptimizer(metric, optimizer_model=ScriptedLM(_plural_teacher), budget=40,
+                                       refinement_steps=1, max_demos=1, minibatch=2, edits_per_step=1,
+                                       draft_examples=2, beam=2, verify_passing=1, significance=1.0,
+                                       progress=False)
     return honed.ReflectiveRefine(metric, budget=40, minibatch=3, claims_per_round=1, errors_per_claim=2,
                                   verify_passing=1, max_demos=2, max_rounds=1, beam=2, significance=1.0,
                                   progress=False)
