@@ -226,32 +226,3 @@ def test_a_repeat_that_misses_the_cache_is_charged():
     assert (budget.used, budget.paid) == (2, 2)
     with pytest.raises(BudgetExhausted):
         budget.observe("a", hit=False)
-
-
-def test_a_tie_on_the_validation_quarter_sends_the_candidate_showing_more_examples_on(cache_dir, tmp_path):
-    """Revision 3: one claim gives an instruction rewrite and its examples as demonstrations; both fix the
-    training failures and tie on the validation quarter (100-101), and the beam of one pays a full pass for one
-    of them only. The demonstrations must go on (and win): before, the tie sent the instruction, listed first,
-    which is right on no validation example beyond the quarter, and the seed was returned."""
-    def answer(messages, schema):
-        if "new_instruction" in schema["properties"]:
-            return {"cause": "c", "explains": [1, 2], "new_instruction": "Be careful now.", "show_examples": True}
-        system, last = messages[0]["content"], messages[-1]["content"]
-        number = int(last.split()[-1])
-        right = "negative" if "bad" in last else "positive"
-        shown = len(messages) > 2
-        if number in (100, 101) or not (shown or "careful" in system):
-            return {"sentiment": "positive"}  # the quarter: every candidate half right
-        if number >= 100 and not shown:
-            return {"sentiment": "positive"}  # the instruction does not carry over to validation
-        return {"sentiment": right}
-
-    honed.configure(model=ScriptedLM(answer), cache_dir=cache_dir, num_threads=1)
-    optimizer = ReflectiveRefine(honed.ExactMatch("sentiment"), budget=300, minibatch=8, max_rounds=1, beam=1,
-                                 progress=False)
-    compiled = optimizer.compile(program(), trainset=data(16), valset=data(8, offset=100), run_dir=tmp_path / "run")
-    records = read_ledger(tmp_path / "run" / "ledger.jsonl")
-    quarter = {r["candidate"]: r["score"] for r in records if r["step"].startswith("r1/val-quarter/")}
-    assert len(quarter) == 2 and set(quarter.values()) == {0.5}
-    assert compiled.predict.demos and compiled.predict.signature.instructions == "Classify."
-    assert optimizer.result.val_score == 0.875 and optimizer.result.candidate["origin"] == "demonstrations"

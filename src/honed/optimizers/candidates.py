@@ -42,11 +42,6 @@ class Candidate:
                 for name, s in sorted(self.predictors.items())}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
 
-    @property
-    def examples_shown(self) -> int:
-        """How many demonstrations the program shows, over every predictor (answer-only and worked)."""
-        return sum(len(s.demo_ids) + len(s.worked_demos) for s in self.predictors.values())
-
     def with_predictor(self, name: str, state: PredictorState, origin: str) -> Candidate:
         return Candidate({**self.predictors, name: state}, origin=origin, parent=self.id)
 

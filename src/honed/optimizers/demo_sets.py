@@ -78,7 +78,7 @@ def larger_sets_first(candidates: list[Candidate]) -> list[Candidate]:
     the 4-example set went on while the 16-example set, DSPy's LabeledFewShot default, was never validated
     beyond those 5. With nothing measured to tell them apart, the set that shows the target the most of the
     task goes on."""
-    return sorted(candidates, key=lambda c: -c.examples_shown)
+    return sorted(candidates, key=lambda c: -sum(len(s.demo_ids) for s in c.predictors.values()))
 
 
 def _gold_text(example: dspy.Example) -> str:

@@ -199,10 +199,6 @@ class ReflectiveRefine(EngineOptimizer):
 
     name = "reflective"
     proposer = _ReflectiveProposer
-    # 3: candidates tied on the validation quarter go on to full validation by how many examples they show,
-    # most first (`CandidateSearch.rank`); 2, a tie-break by how close the answers came, was measured and not
-    # adopted
-    revision = 3
 
     def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600, beam: int = 4,
                  minibatch: int = 16, claims_per_round: int = 2, errors_per_claim: int = 4, verify_passing: int = 4,

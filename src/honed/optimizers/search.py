@@ -104,15 +104,7 @@ class CandidateSearch:
 
     def rank(self, label: str, admitted: list[Candidate], beam: list[tuple[Candidate, float]]) -> bool:
         """Successive halving on validation: a quarter for every candidate, all of it for the best `beam`.
-        Returns False when the budget ran out.
-
-        Candidates that tie on the quarter go on in the order of how many examples they show, most first
-        (list order among equals): a quarter is 5 examples, where a weak target often ties an instruction
-        rewrite with a demonstration set, and the budget rarely pays for more than the first full pass. In
-        the paper's setting reflective's larger_animal compile at seed 2 tied its rewritten instruction with
-        its 4-example set at 0.40, validated the instruction alone, and returned the seed. With nothing
-        measured to tell them apart, the candidate that shows the target more of the task goes on (the same
-        rule as `honed.optimizers.demo_sets.larger_sets_first`)."""
+        Returns False when the budget ran out."""
         quarter = self.val[: max(1, len(self.val) // 4)]
         partial = []
         for candidate in admitted:
@@ -120,7 +112,7 @@ class CandidateSearch:
             if score is None:
                 return False
             partial.append((score, candidate))
-        partial.sort(key=lambda item: (-item[0], -item[1].examples_shown))  # stable among full ties
+        partial.sort(key=lambda item: -item[0])
         paid_for = True
         for _, candidate in partial[: self.beam_size]:
             score = self.val_score(candidate, self.val, f"{label}/val/{candidate.id}", label)
