@@ -365,17 +365,6 @@ def _few_shot_world(held_out_right: bool | Callable[[int], str]):
     """Answer-only few-shot candidates are right on validation (ids 100+); on the held-out training
     examples (the last 10 of 40) they are right when `held_out_right`, else wrong on every one, or (a
     function of the example's number) answer what it says."""
-    def choose(number: int, right: str, wrong: str, shown: int) -> str:
-        if 30 <= number < 40 and callable(held_out_right):
-            return held_out_right(number)
-        return right if number >= 100 or number < 30 or held_out_right else wrong
-
-    return _shown_examples_world(choose)
-
-
-def _shown_examples_world(choose: Callable[[int, str, str, int], str]):
-    """A target whose answer-only calls (shown examples, no steps) answer `choose(number, right, wrong, shown)`
-    for the example numbered `number` when shown `shown` examples; every other call is `world`'s."""
     steps_world, _ = world(fix_text="Answer positive.")
 
     def answer(messages, schema):
@@ -384,7 +373,9 @@ def _shown_examples_world(choose: Callable[[int, str, str, int], str]):
             number = int(sentence.rsplit("film ", 1)[1].split()[0].strip(".\"'}"))
             right = "negative" if "bad" in sentence else "positive"
             wrong = "positive" if right == "negative" else "negative"
-            return {"sentiment": choose(number, right, wrong, (len(messages) - 2) // 2)}
+            if 30 <= number < 40 and callable(held_out_right):
+                return {"sentiment": held_out_right(number)}
+            return {"sentiment": right if number >= 100 or number < 30 or held_out_right else wrong}
         return steps_world(messages, schema)
 
     return answer
@@ -511,29 +502,3 @@ def test_demonstrations_that_copy_the_procedure_out_are_counted(cache_dir, tmp_p
     drafted = next(r for r in ledger if r["kind"] == "candidate" and r["step"] == "step0/drafted")
     shown = drafted["candidate"]["predictors"]["predict"]["worked_demos"]
     assert shown and all(d["steps"] == steps for d in shown)
-
-
-def test_a_first_rung_that_ties_every_candidate_sends_the_larger_few_shot_set_on(cache_dir, tmp_path):
-    """Revision 11: every few-shot set fails the first rung (validation 100-101), so the race cannot tell them
-    apart yet. Only a target shown many examples answers the rest right: the 16-example set must go on beside
-    the procedure and win, which it never did when a tie kept the sets in draw order (the 4-example set first)."""
-    def choose(number: int, right: str, wrong: str, shown: int) -> str:
-        return right if shown > 10 and number not in (100, 101) else wrong
-
-    optimizer, compiled, ledger = _compile_40(_shown_examples_world(choose), cache_dir, tmp_path / "run",
-                                              few_shot_sets=3)
-    sizes = {r["candidate"]["id"]: len(r["candidate"]["predictors"]["predict"]["demo_ids"]) for r in ledger
-             if r["kind"] == "candidate" and r["step"].startswith("step0/few-shot")}
-    first_rung = {r["candidate"]: r["score"] for r in ledger if r["kind"] == "validate"
-                  and r["step"].startswith("step0/race2/")}
-    assert len(first_rung) == 4 and {s for c, s in first_rung.items() if c != optimizer_procedure(ledger)} == {0.0}
-    full = {r["candidate"]: r["score"] for r in ledger if r["kind"] == "validate" and r["phase"] == "step0"
-            and r["n"] == 8}
-    assert sorted(sizes[c] for c in full if c in sizes) == [16]  # the 16-example set went on
-    assert optimizer.result.candidate["origin"] == "few-shot-1" and len(compiled.predict.demos) == 16
-    assert optimizer.result.val_score == 0.75
-
-
-def optimizer_procedure(ledger: list[dict]) -> str:
-    """The id of the drafted procedure's candidate in a behavior run's ledger."""
-    return next(r["candidate"] for r in ledger if r["kind"] == "validate" and r["step"] == "step0/val")

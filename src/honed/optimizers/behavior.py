@@ -40,7 +40,7 @@ from honed.modules import Behave, Procedure, Step
 from honed.modules.behave import STEPS_FIELD
 from honed.optimizers.attribution import example_gold
 from honed.optimizers.candidates import Candidate, PredictorState, example_id
-from honed.optimizers.demo_sets import balanced_sample, few_shot_draws, in_turn_by_form, larger_sets_first
+from honed.optimizers.demo_sets import balanced_sample, few_shot_draws, in_turn_by_form
 from honed.optimizers.engine import EngineOptimizer, Proposer, Session, Settled
 from honed.optimizers.significance import DEFAULT_SIGNIFICANCE, check_significance, paired_gain
 from honed.programs.metrics import normalize
@@ -395,7 +395,7 @@ class _BehaviorProposer(Proposer):
                 beam.sort(key=lambda item: -item[1])
             return drafted_val, []
         self.seen.update(c.id for c in sets)
-        finalists = self.race("step0", [drafted, *larger_sets_first(sets)], keep=2,
+        finalists = self.race("step0", [drafted, *sets], keep=2,
                               full_step=lambda c: "step0/val" if c is drafted else f"step0/{c.origin}/val")
         for candidate, score in finalists:
             self.log(CandidateRecord(step=f"step0/{candidate.origin}", candidate=candidate.to_json(), val_score=score))
@@ -624,10 +624,8 @@ class BehaviorOptimizer(EngineOptimizer):
     # 6: forms take turns only where they are fewer than the examples picked (first_word_letter's 26 letters
     # reordered its demonstrations at random: the quickstart's compiled score fell from 0.92 to 0.68);
     # 7: the held-out confirmation is the sign test over validation and held-out examples together, without
-    # a veto by the held-out examples alone (see `choose`); 11: the race meets the few-shot sets larger first, so
-    # that a tie on the first rung keeps the set showing the most examples (`larger_sets_first`); 8-10 were
-    # measured and not adopted
-    revision = 11
+    # a veto by the held-out examples alone (see `choose`)
+    revision = 7
 
     def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600,
                  refinement_steps: int = 3, demonstrations: bool = True, max_demos: int = 3, minibatch: int = 8,

@@ -17,7 +17,6 @@ from collections.abc import Mapping
 import dspy
 
 from honed.optimizers.attribution import example_gold
-from honed.optimizers.candidates import Candidate
 
 _WORD = re.compile(r"\w+")
 
@@ -68,17 +67,6 @@ def few_shot_draws(examples: Mapping[str, dspy.Example], count: int, k: int, see
         else:
             draws.append((f"few-shot-{i}", random_draw(examples, 4 * k, key)))
     return draws
-
-
-def larger_sets_first(candidates: list[Candidate]) -> list[Candidate]:
-    """Few-shot candidates in the order a race meets them: the ones showing more examples first, draws of one
-    size in their draw order. Why: the race cuts at each rung by score, and a tie keeps the earlier candidate.
-    On a first rung of 5 validation examples a weak target often ties every candidate (at 0.00 on five of six
-    instruction-induction tasks no optimizer was designed on, and on BBH object_counting), and in draw order
-    the 4-example set went on while the 16-example set, DSPy's LabeledFewShot default, was never validated
-    beyond those 5. With nothing measured to tell them apart, the set that shows the target the most of the
-    task goes on."""
-    return sorted(candidates, key=lambda c: -sum(len(s.demo_ids) for s in c.predictors.values()))
 
 
 def _gold_text(example: dspy.Example) -> str:
