@@ -13,8 +13,13 @@ task, for one optimizer model, with no target model and no search:
   only restate their own instruction (`honed.optimizers.behavior.restates`, the rule the run records count
   as `echoed`), and whether a step output that does not restate its step contains the correct answer.
 
+`--trace list` (the default) asks for the trace as behavior does, a list with one string per step;
+`--trace keyed` as an object whose keys are the steps ("1. Count the objects": ...), the form behavior
+revision 10 tried, to tell a model that cannot carry a procedure out from a trace form that invites copying.
+
     python benchmarks/drafting_probe.py                                   # the default tasks, 1.5B optimizer
     python benchmarks/drafting_probe.py --optimizer-model gguf/qwen2.5-coder-0.5b --tasks bbh/object_counting
+    python benchmarks/drafting_probe.py --trace keyed --out-dir benchmarks/results/drafting_probe/keyed
 
 A task is a bundled name (`first_word_letter`), `bbh/<name>` (BBH files under `--bbh-dir`), or
 `jsonl:<name>` (`<name>.train.jsonl` and `.test.jsonl` under `--data-dir`, with the generic instruction a
@@ -31,16 +36,18 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dspy  # noqa: E402
+import pydantic  # noqa: E402
 from machine import describe_machine  # noqa: E402
 
 import honed  # noqa: E402
 from honed.modules import Procedure  # noqa: E402
+from honed.modules.procedure import STEP_TEXT_LIMIT  # noqa: E402
 from honed.optimizers.behavior import restates  # noqa: E402
 from honed.programs import load_task  # noqa: E402
 from honed.programs.metrics import normalize  # noqa: E402
@@ -71,7 +78,34 @@ def contains_words(text: str, answer: str) -> bool:
     return bool(answer) and re.search(rf"(?<!\w){re.escape(answer)}(?!\w)", normalize(text)) is not None
 
 
-def probe_task(task: Task, opt_lm: dspy.BaseLM, *, draft_examples: int = 3, examples: int = 3) -> dict[str, Any]:
+def keyed_reference_signature(procedure: Procedure) -> type[dspy.Signature]:
+    """The reference execution with its trace keyed by step ("1. <instruction>"), each value that step's result."""
+    text = Annotated[str, pydantic.StringConstraints(max_length=STEP_TEXT_LIMIT)]
+    fields: dict[str, Any] = {f"s{i}": (text, pydantic.Field(alias=f"{i}. {step.instruction[:80].strip()}"))
+                              for i, step in enumerate(procedure.steps, 1)}
+    trace = pydantic.create_model("StepResults", __config__=pydantic.ConfigDict(populate_by_name=True), **fields)
+    return dspy.Signature(
+        {"procedure": (str, dspy.InputField(desc="the steps to follow")),
+         "task_input": (str, dspy.InputField(desc="the input")),
+         "correct_answer": (str, dspy.InputField(desc="the correct final answer")),
+         "steps": (trace, dspy.OutputField(desc="each step's result for this input, leading to the answer"))},
+        "Carry out each step of the procedure on the input, writing each step's result (what it produced), "
+        "not the step's wording. Your steps must lead to the correct answer.")
+
+
+def carry_out(procedure: Procedure, task_input: str, gold: str, trace: str) -> list[str]:
+    """One reference execution of `procedure` (trace "list" or "keyed"): each step's output, in order."""
+    if trace == "keyed":
+        done = dspy.Predict(keyed_reference_signature(procedure))(procedure=procedure.render(),
+                                                                  task_input=task_input, correct_answer=gold)
+        return [str(getattr(done.steps, f"s{i}")) for i in range(1, len(procedure.steps) + 1)]
+    done = dspy.Predict(reference_signature(len(procedure.steps)))(procedure=procedure.render(),
+                                                                   task_input=task_input, correct_answer=gold)
+    return [str(s) for s in done.steps]
+
+
+def probe_task(task: Task, opt_lm: dspy.BaseLM, *, draft_examples: int = 3, examples: int = 3,
+               trace: str = "list") -> dict[str, Any]:
     """Draft a procedure for `task` with `opt_lm`, then carry it out on `examples` solved training examples."""
     predictor = list(task.program().named_predictors())[-1][1]
     signature = getattr(predictor, "task_signature", predictor.signature)
@@ -85,9 +119,7 @@ def probe_task(task: Task, opt_lm: dspy.BaseLM, *, draft_examples: int = 3, exam
         executions = []
         for example in task.train[draft_examples:draft_examples + examples]:
             gold = _describe(example, outputs)
-            done = dspy.Predict(reference_signature(len(procedure.steps)))(
-                procedure=procedure.render(), task_input=_describe(example, inputs), correct_answer=gold)
-            produced = [str(s) for s in done.steps]
+            produced = carry_out(procedure, _describe(example, inputs), gold, trace)
             echoed = [restates(out, step.instruction) for out, step in zip(produced, procedure.steps, strict=False)]
             worked = [out for out, copied in zip(produced, echoed, strict=False) if not copied]
             answers = [normalize(str(example[k])) for k in outputs]
@@ -102,7 +134,7 @@ def probe_task(task: Task, opt_lm: dspy.BaseLM, *, draft_examples: int = 3, exam
 
 
 def markdown(result: dict[str, Any]) -> str:
-    lines = [f"# Drafting probe: `{result['optimizer_model']}`", "",
+    lines = [f"# Drafting probe: `{result['optimizer_model']}`, trace written as a {result.get('trace', 'list')}", "",
              f"{result['machine']}. Per task: the procedure drafted from {result['draft_examples']} solved "
              f"examples, and its reference executions on the next {result['examples']} (told the correct answer): "
              "step outputs that only restate their own instruction, and executions whose steps contain the "
@@ -135,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="comma-separated task specs (see above)")
     parser.add_argument("--draft-examples", type=int, default=3, help="solved examples the draft is shown (3)")
     parser.add_argument("--examples", type=int, default=3, help="reference executions per task (3)")
+    parser.add_argument("--trace", choices=["list", "keyed"], default="list",
+                        help="how the reference execution writes its steps (default list, as behavior does)")
     parser.add_argument("--bbh-dir", default=str(ROOT / "shared" / "data" / "bbh"))
     parser.add_argument("--data-dir", default=str(ROOT / "shared" / "data" / "instruction_induction"))
     parser.add_argument("--cache-dir", help="honed cache directory (default: honed's)")
@@ -145,11 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"benchmark": "drafting_probe", "optimizer_model": args.optimizer_model,
                               "machine": describe_machine(), "draft_examples": args.draft_examples,
-                              "examples": args.examples, "tasks": {}}
+                              "examples": args.examples, "trace": args.trace, "tasks": {}}
     for spec in [t.strip() for t in args.tasks.split(",") if t.strip()]:
         started = time.time()
         task = resolve_task(spec, bbh_dir=Path(args.bbh_dir), data_dir=Path(args.data_dir))
-        row = probe_task(task, settings.optimizer_lm, draft_examples=args.draft_examples, examples=args.examples)
+        row = probe_task(task, settings.optimizer_lm, draft_examples=args.draft_examples, examples=args.examples,
+                         trace=args.trace)
         result["tasks"][spec] = {**row, "wall_s": round(time.time() - started, 1)}
         result["total"] = totals(result["tasks"])
         (out / "drafting_probe.json").write_text(json.dumps(result, indent=2) + "\n")

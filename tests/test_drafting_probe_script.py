@@ -67,3 +67,25 @@ def test_a_copied_step_that_names_the_answer_does_not_reach_it(cache_dir):
     row = drafting_probe.probe_task(task, optimizer(steps, restate=True, name="copier"), examples=1)
     assert (row["restated_steps"], row["reaching_answer"]) == (2, 0)
     assert drafting_probe.contains_words(steps[1], gold) and not drafting_probe.contains_words("Read it.", "x")
+
+
+def test_a_keyed_trace_is_asked_for_under_the_steps_and_read_back_in_order(cache_dir):
+    seen = []
+
+    def answer(messages, schema):
+        if "correct_answer" in messages[-1]["content"]:
+            steps = schema["properties"]["steps"]
+            steps = schema["$defs"][steps["$ref"].rsplit("/", 1)[1]] if "$ref" in steps else steps
+            keys = list(steps["properties"])
+            seen.append(keys)
+            word = messages[-1]["content"].split("task_input: word: ")[1].split("\n")[0].strip()
+            return {"steps": {keys[0]: word, keys[1]: word[0]}}
+        return {"steps": WORK}
+
+    honed.configure(cache_dir=cache_dir)
+    task = honed.load_task("first_word_letter")
+    row = drafting_probe.probe_task(task, ScriptedLM(answer, model="scripted/keyed"), examples=2, trace="keyed")
+    assert seen[0] == ["1. Take the first letter of the word.", "2. Write that letter."]
+    first = task.train[3]["word"]
+    assert row["executions"][0]["steps"] == [first, first[0]]
+    assert (row["restated_steps"], row["reference_steps"], row["reaching_answer"]) == (0, 4, 2)
