@@ -6,12 +6,10 @@ parses; the optimizer then checks it against the target model's behavior.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import dspy
 import pydantic
-
-from honed.modules.procedure import STEP_TEXT_LIMIT, Procedure
 
 StepText = Annotated[str, pydantic.StringConstraints(max_length=160)]
 
@@ -37,29 +35,6 @@ def reference_signature(step_count: int) -> type[dspy.Signature]:
         "Carry out each step of the procedure on the input, writing what each step produces. "
         "Your steps must lead to the correct answer.",
     )
-
-
-def keyed_reference_signature(procedure: Procedure) -> type[dspy.Signature]:
-    """Carry out `procedure` on one input whose correct answer is known, its trace an object keyed by step
-    ("1. <instruction>": that step's result). Why keyed: asked for a list, the 1.5B optimizer model copied each
-    step's wording out in 93 of 99 step outputs over nine tasks; with each step's wording already written as
-    its key, in 6 of 99 (`benchmarks/drafting_probe.py`). Read back with `keyed_steps`."""
-    text = Annotated[str, pydantic.StringConstraints(max_length=STEP_TEXT_LIMIT)]
-    fields: dict[str, Any] = {f"s{i}": (text, pydantic.Field(alias=f"{i}. {step.instruction[:80].strip()}"))
-                              for i, step in enumerate(procedure.steps, 1)}
-    trace = pydantic.create_model("StepResults", __config__=pydantic.ConfigDict(populate_by_name=True), **fields)
-    return dspy.Signature(
-        {"procedure": (str, dspy.InputField(desc="the steps to follow")),
-         "task_input": (str, dspy.InputField(desc="the input")),
-         "correct_answer": (str, dspy.InputField(desc="the correct final answer")),
-         "steps": (trace, dspy.OutputField(desc="each step's result for this input, leading to the answer"))},
-        "Carry out each step of the procedure on the input, writing each step's result (what it produced), "
-        "not the step's wording. Your steps must lead to the correct answer.")
-
-
-def keyed_steps(trace: Any, count: int) -> list[str]:
-    """A keyed trace's step results, in step order."""
-    return [str(getattr(trace, f"s{i}")) for i in range(1, count + 1)]
 
 
 class FixStep(dspy.Signature):
