@@ -36,23 +36,26 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dspy  # noqa: E402
-import pydantic  # noqa: E402
 from machine import describe_machine  # noqa: E402
 
 import honed  # noqa: E402
 from honed.modules import Procedure  # noqa: E402
-from honed.modules.procedure import STEP_TEXT_LIMIT  # noqa: E402
 from honed.optimizers.behavior import restates  # noqa: E402
 from honed.programs import load_task  # noqa: E402
 from honed.programs.metrics import normalize  # noqa: E402
 from honed.programs.tasks import Task, task_from_files  # noqa: E402
-from honed.signatures.behavior import DraftProcedure, reference_signature  # noqa: E402
+from honed.signatures.behavior import (  # noqa: E402
+    DraftProcedure,
+    keyed_reference_signature,
+    keyed_steps,
+    reference_signature,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TASKS = ["first_word_letter", "singular_to_plural", "active_to_passive", "larger_animal",
@@ -78,27 +81,12 @@ def contains_words(text: str, answer: str) -> bool:
     return bool(answer) and re.search(rf"(?<!\w){re.escape(answer)}(?!\w)", normalize(text)) is not None
 
 
-def keyed_reference_signature(procedure: Procedure) -> type[dspy.Signature]:
-    """The reference execution with its trace keyed by step ("1. <instruction>"), each value that step's result."""
-    text = Annotated[str, pydantic.StringConstraints(max_length=STEP_TEXT_LIMIT)]
-    fields: dict[str, Any] = {f"s{i}": (text, pydantic.Field(alias=f"{i}. {step.instruction[:80].strip()}"))
-                              for i, step in enumerate(procedure.steps, 1)}
-    trace = pydantic.create_model("StepResults", __config__=pydantic.ConfigDict(populate_by_name=True), **fields)
-    return dspy.Signature(
-        {"procedure": (str, dspy.InputField(desc="the steps to follow")),
-         "task_input": (str, dspy.InputField(desc="the input")),
-         "correct_answer": (str, dspy.InputField(desc="the correct final answer")),
-         "steps": (trace, dspy.OutputField(desc="each step's result for this input, leading to the answer"))},
-        "Carry out each step of the procedure on the input, writing each step's result (what it produced), "
-        "not the step's wording. Your steps must lead to the correct answer.")
-
-
 def carry_out(procedure: Procedure, task_input: str, gold: str, trace: str) -> list[str]:
     """One reference execution of `procedure` (trace "list" or "keyed"): each step's output, in order."""
     if trace == "keyed":
         done = dspy.Predict(keyed_reference_signature(procedure))(procedure=procedure.render(),
                                                                   task_input=task_input, correct_answer=gold)
-        return [str(getattr(done.steps, f"s{i}")) for i in range(1, len(procedure.steps) + 1)]
+        return keyed_steps(done.steps, len(procedure.steps))
     done = dspy.Predict(reference_signature(len(procedure.steps)))(procedure=procedure.render(),
                                                                    task_input=task_input, correct_answer=gold)
     return [str(s) for s in done.steps]
