@@ -66,13 +66,13 @@ def resolve_task(spec: str, *, bbh_dir: Path, data_dir: Path) -> Task:
     if spec.startswith("jsonl:"):
         name = spec.split(":", 1)[1]
         return task_from_files(data_dir / f"{name}.train.jsonl", data_dir / f"{name}.test.jsonl")
-    if spec.startswith("bbh/"):
-        return load_task(spec, bbh_dir=bbh_dir)
-    return load_task(spec)
+    return load_task(spec, bbh_dir=bbh_dir)  # a bundled name or bbh/<name>
 
 
-def _describe(example: dspy.Example, fields: Any) -> str:
-    return "; ".join(f"{k}: {example[k]}" for k in fields)
+def _describe(example: dspy.Example, fields: Any, sep: str = "; ") -> str:
+    """Fields as the behavior optimizer writes them for the optimizer model: inputs joined by "; ", the
+    answer's fields by ", " (`describe_inputs`, `describe_answer`)."""
+    return sep.join(f"{k}: {example[k]}" for k in fields)
 
 
 def contains_words(text: str, answer: str) -> bool:
@@ -99,20 +99,20 @@ def probe_task(task: Task, opt_lm: dspy.BaseLM, *, draft_examples: int = 3, exam
     signature = getattr(predictor, "task_signature", predictor.signature)
     inputs, outputs = list(signature.input_fields), list(signature.output_fields)
     shown = task.train[:draft_examples]
-    solved = "\n".join(f"- {_describe(e, inputs)} -> {_describe(e, outputs)}" for e in shown)
+    solved = "\n".join(f"- {_describe(e, inputs)} -> {_describe(e, outputs, ', ')}" for e in shown)
     with dspy.context(lm=opt_lm):
         drafted = dspy.Predict(DraftProcedure)(task=signature.instructions, examples=solved)
         steps = [s.strip() for s in drafted.steps if s and s.strip()]
         procedure = Procedure.from_texts(steps)
         executions = []
         for example in task.train[draft_examples:draft_examples + examples]:
-            gold = _describe(example, outputs)
-            produced = carry_out(procedure, _describe(example, inputs), gold, trace)
+            given, gold = _describe(example, inputs), _describe(example, outputs, ", ")
+            produced = carry_out(procedure, given, gold, trace)
             echoed = [restates(out, step.instruction) for out, step in zip(produced, procedure.steps, strict=False)]
             worked = [out for out, copied in zip(produced, echoed, strict=False) if not copied]
             answers = [normalize(str(example[k])) for k in outputs]
             executions.append({
-                "input": _describe(example, inputs), "gold": gold, "steps": produced, "restated": sum(echoed),
+                "input": given, "gold": gold, "steps": produced, "restated": sum(echoed),
                 # a step that copies "answer 'No' if ..." out does not reach the answer "No"
                 "reaches_answer": all(any(contains_words(out, a) for out in worked) for a in answers)})
     return {"instruction": signature.instructions, "procedure": steps, "executions": executions,
