@@ -44,9 +44,13 @@ def answer(messages: list[dict[str, str]], schema: dict[str, Any] | None) -> Any
                 "new_instruction": "Be careful with negative words.", "show_examples": False}
     if list(props) == ["steps"] and "examples" in last and "task" in system:  # BehaviorOptimizer: draft
         return {"steps": ["Read the sentence.", "Answer positive."]}
-    if "correct_answer" in last:  # BehaviorOptimizer: reference execution
-        count = props["steps"]["minItems"]
-        return {"steps": (["Read the sentence.", "Answer the correct label."] + ["done"] * count)[:count]}
+    if "correct_answer" in last:  # BehaviorOptimizer: reference execution, its trace a list or keyed by step
+        steps = props["steps"]
+        keys = list((schema or {}).get("$defs", {}).get(steps.get("$ref", "").rsplit("/", 1)[-1], {})
+                    .get("properties", {}))
+        count = len(keys) or steps["minItems"]
+        done = (["Read the sentence.", "Answer the correct label."] + ["done"] * count)[:count]
+        return {"steps": dict(zip(keys, done, strict=True)) if keys else done}
     if "action" in props:  # BehaviorOptimizer: fix the departing step
         return {"action": "rewrite", "new_step": FIXED_STEP, "second_step": ""}
     fixed = GOOD_WORD in system or FIXED_STEP in system

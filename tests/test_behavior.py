@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,8 +40,10 @@ def world(fix_text: str = FIXED, action: str = "rewrite"):
             calls.append("reference")
             sentence = last.split("task_input: sentence: ")[1].split("\n")[0]
             gold = last.split("correct_answer: sentiment: ")[1].split("\n")[0]
-            return {"steps": [sentence, gold][: props["steps"]["minItems"]] +
-                    ["done"] * max(0, props["steps"]["minItems"] - 2)}
+            keys = trace_keys(schema)
+            count = len(keys) if keys else props["steps"]["minItems"]
+            steps = [sentence, gold][:count] + ["done"] * max(0, count - 2)
+            return {"steps": dict(zip(keys, steps, strict=True)) if keys else steps}
         if "action" in props:  # FixStep
             calls.append("fix")
             return {"action": action, "new_step": fix_text, "second_step": "Check the answer." if action == "split"
@@ -54,6 +57,13 @@ def world(fix_text: str = FIXED, action: str = "rewrite"):
         return {"sentiment": label}
 
     return answer, calls
+
+
+def trace_keys(schema: dict) -> list[str]:
+    """The keys of a keyed step trace (`keyed_reference_signature`); [] for a list trace."""
+    steps = schema["properties"]["steps"]
+    steps = schema.get("$defs", {}).get(steps.get("$ref", "").rsplit("/", 1)[-1], steps)
+    return list(steps.get("properties", {}))
 
 
 def program() -> honed.Classify:
@@ -142,7 +152,7 @@ def test_examples_the_teacher_got_wrong_are_demonstrated_by_a_reference_executio
     ledger = read_ledger(tmp_path / "run" / "ledger.jsonl")
     taught = [r for r in ledger if r["kind"] == "demonstration"]
     assert taught and not any(r["accepted"] for r in taught)
-    references = [r for r in ledger if r["kind"] == "reference_demonstration"]
+    references = [r for r in ledger if r["kind"] == "reference_demonstration" and r["step"].startswith("demo/ref")]
     assert [r["example"] for r in references] == [r["example"] for r in taught][:3]
     assert optimizer.result.details.demos_from_reference == 3 and optimizer.result.details.demos_accepted == 0
     verified = next(r for r in ledger if r["kind"] == "verify")["candidate"]
@@ -502,3 +512,78 @@ def test_demonstrations_that_copy_the_procedure_out_are_counted(cache_dir, tmp_p
     drafted = next(r for r in ledger if r["kind"] == "candidate" and r["step"] == "step0/drafted")
     shown = drafted["candidate"]["predictors"]["predict"]["worked_demos"]
     assert shown and all(d["steps"] == steps for d in shown)
+
+
+def _work_world(keyed_parses: bool = True):
+    """The teacher copies the steps out; a keyed reference execution writes each step's result (or, when
+    not `keyed_parses`, writes nothing parseable); the target answers right only when its demonstrations
+    show work, and else always "positive"."""
+    def answer(messages, schema):
+        props, last = schema["properties"], messages[-1]["content"]
+        if "task" in messages[0]["content"] and "examples" in last and list(props) == ["steps"]:
+            return {"steps": DRAFT}
+        if "correct_answer" in last:
+            keys = trace_keys(schema)
+            if keys and not keyed_parses:
+                return {"unrelated": True}
+            sentence = last.split("task_input: sentence: ")[1].split("\n")[0]
+            gold = last.split("correct_answer: sentiment: ")[1].split("\n")[0]
+            return {"steps": dict(zip(keys, [sentence, gold], strict=True)) if keys else list(DRAFT)}
+        right = "negative" if "bad" in last.split("\n")[-1] else "positive"
+        shown_work = any(m["role"] == "assistant" and "film" in m["content"] for m in messages)
+        label = right if shown_work else "positive"
+        return {"steps": list(DRAFT), "sentiment": label} if "steps" in props else {"sentiment": label}
+
+    return answer
+
+
+def test_worked_examples_from_keyed_reference_executions_race_and_win_where_work_helps(cache_dir, tmp_path):
+    """Revision 12. The optimizer model copies the steps out when it writes its trace as a list (the teacher's
+    and the list reference's demonstrations show no work) and writes each step's result when the trace is keyed
+    by step. A target that answers right only when its demonstrations show work: the procedure with the keyed
+    reference executions as demonstrations must race as the teacher's rival and be returned; the teacher's,
+    behind it on the first rung, goes no further (revision 13)."""
+    honed.configure(model=ScriptedLM(_work_world()), cache_dir=cache_dir, num_threads=1)
+    optimizer = BehaviorOptimizer(honed.ExactMatch("sentiment"), refinement_steps=0, progress=False, budget=400)
+    compiled = optimizer.compile(program(), trainset=data(40), valset=data(8, offset=100), run_dir=tmp_path / "run")
+    ledger = read_ledger(tmp_path / "run" / "ledger.jsonl")
+    worked = [r for r in ledger if r["kind"] == "reference_demonstration" and r["step"].startswith("demo/worked/")]
+    assert len(worked) == 3 and all(r["accepted"] and r["echoed"] == 0 for r in worked)
+    taught = [r for r in ledger if r["kind"] == "demonstration" and r["accepted"]]
+    assert taught and all(r["steps"] == DRAFT for r in taught)  # the teacher copied the steps out
+    assert optimizer.result.candidate["origin"] == "worked" and optimizer.result.val_score == 1.0
+    assert any(r["kind"] == "validate" and r["step"] == "step0/worked/val" for r in ledger)
+    assert not any(r["kind"] == "candidate" and r["step"] == "step0/drafted" for r in ledger)
+    raced = [r["step"] for r in ledger if r["kind"] == "validate" and r["step"].startswith("step0/race")]
+    first = {step.rsplit("/", 1)[1] for step in raced if step.startswith("step0/race2/")}
+    later = {step.rsplit("/", 1)[1] for step in raced if not step.startswith("step0/race2/")}
+    assert len(first) == 2 + len(optimizer.result.details.step_scores[0]["few_shot"]) and len(later) < len(first)
+    assert not any(r["kind"] == "validate" and r["step"] == "step0/val" for r in ledger)  # the teacher's stopped
+    demos = [json.loads(d) if isinstance(d, str) else d for d in compiled.predict.demos]
+    assert all("film" in demo["steps"][0] for demo in demos)
+
+
+def test_the_worked_rival_never_takes_a_few_shot_sets_place(cache_dir, tmp_path):
+    """Revision 12 paid for the worked candidate with a few-shot set where the budget was short (larger_animal
+    lost its best set at every seed). At every budget, the sets raced are the ones raced where no worked
+    candidate can be built; the rival races where the budget pays for it on top, and at a small budget it
+    does not."""
+    raced_rival = []
+    for budget in range(64, 132, 8):
+        sets = []
+        for parses in (True, False):
+            run = tmp_path / f"{budget}-{parses}"
+            honed.configure(model=ScriptedLM(_work_world(keyed_parses=parses)), cache_dir=cache_dir / str(parses),
+                            num_threads=1)
+            optimizer = BehaviorOptimizer(honed.ExactMatch("sentiment"), refinement_steps=0, progress=False,
+                                          budget=budget)
+            optimizer.compile(program(), trainset=data(40), valset=data(8, offset=100), run_dir=run)
+            assert optimizer.result.budget_used <= budget
+            step0 = optimizer.result.details.step_scores[0]
+            sets.append([s["candidate"] for s in step0.get("few_shot", [])])
+            if parses:
+                ledger = read_ledger(run / "ledger.jsonl")
+                raced_rival.append(any(r["kind"] == "validate" and "/race" in r["step"] and
+                                       r["candidate"] not in {*sets[0], step0["candidate"]} for r in ledger))
+        assert sets[0] == sets[1] and sets[0], budget
+    assert raced_rival[-1] and not raced_rival[0]

@@ -55,7 +55,13 @@ from honed.runs.records import (
     StepEdit,
 )
 from honed.runs.result import BehaviorDetails, GainTest
-from honed.signatures.behavior import DraftProcedure, FixStep, reference_signature
+from honed.signatures.behavior import (
+    DraftProcedure,
+    FixStep,
+    keyed_reference_signature,
+    keyed_steps,
+    reference_signature,
+)
 
 _WORD = re.compile(r"\w+")
 
@@ -355,7 +361,7 @@ class _BehaviorProposer(Proposer):
     def draft_race_refine(self, seed: Candidate, beam: list[tuple[Candidate, float]]) -> None:
         procedure = self.draft()
         drafted = self.behavior_candidate(seed, procedure, self.demonstrate(seed, procedure), "drafted")
-        drafted_val, few_shot = self.step0(seed, drafted, beam)
+        drafted_val, few_shot = self.step0(seed, procedure, drafted, beam)
         self.step_scores.append({"step": 0, "candidate": drafted.id, "val_score": drafted_val,
                                  **({"few_shot": few_shot} if few_shot else {}), "best_val_score": beam[0][1]})
         current = drafted
@@ -375,7 +381,7 @@ class _BehaviorProposer(Proposer):
         else:
             self.stop_reason = "refinement_steps"
 
-    def step0(self, seed: Candidate, drafted: Candidate, beam: list[tuple[Candidate, float]]
+    def step0(self, seed: Candidate, procedure: Procedure, drafted: Candidate, beam: list[tuple[Candidate, float]]
               ) -> tuple[float | None, list[dict[str, Any]]]:
         """The drafted procedure against answer-only few-shot candidates (labeled training examples as
         demonstrations, no steps), raced on validation (`race`): whether writing steps helps a small target is
@@ -385,9 +391,17 @@ class _BehaviorProposer(Proposer):
         (`few_shot=0`, the no-demonstrations ablation, a pipeline whose answer stage reads fields the examples
         lack) the procedure is validated alone, as before.
 
-        Returns the procedure's validation score (None if it did not reach full validation) and, per few-shot
-        set, its id, size and score."""
-        sets = self.few_shot_sets(seed)
+        The procedure also races with worked examples that show their work (`worked_candidate`), as a rival
+        of the teacher's: after the first rung only the better of the two goes on, and it enters only where
+        the budget still pays for every few-shot set beside it, so that it never takes one's place (revision
+        12 let it, and larger_animal lost its best set at every seed). Where no refinement step can follow
+        the race, one finalist reaches full validation instead of two: the second would only be ranked for
+        refining, and the calls saved pay for the rival.
+
+        Returns the better procedure candidate's validation score (None if neither reached full validation)
+        and, per few-shot set, its id, size and score."""
+        keep = self.race_keep()
+        sets = self.few_shot_sets(seed, keep)
         if not sets:
             drafted_val = self.val_score(drafted, self.val, "step0/val", "step0")
             if drafted_val is not None:
@@ -395,8 +409,14 @@ class _BehaviorProposer(Proposer):
                 beam.sort(key=lambda item: -item[1])
             return drafted_val, []
         self.seen.update(c.id for c in sets)
-        finalists = self.race("step0", [drafted, *sets], keep=2,
-                              full_step=lambda c: "step0/val" if c is drafted else f"step0/{c.origin}/val")
+        worked = None
+        if self.run.budget.affords(self.opt.max_demos + self.race_cost(2 + len(sets), keep, rivals=2)):
+            worked = self.worked_candidate(seed, procedure)
+        procedures = [drafted, *([worked] if worked is not None and worked.id != drafted.id else [])]
+        # the rival last: a few-shot set wins a first-rung tie against it, the teacher's procedure wins one
+        finalists = self.race("step0", [drafted, *sets, *procedures[1:]], keep=keep,
+                              full_step=lambda c: "step0/val" if c is drafted else f"step0/{c.origin}/val",
+                              rivals={c.id for c in procedures} if len(procedures) > 1 else ())
         for candidate, score in finalists:
             self.log(CandidateRecord(step=f"step0/{candidate.origin}", candidate=candidate.to_json(), val_score=score))
         beam.extend(finalists)
@@ -404,9 +424,45 @@ class _BehaviorProposer(Proposer):
         scores = {c.id: score for c, score in finalists}
         described = [{"candidate": c.id, "demos": len(c.predictors[self.target].demo_ids),
                       "val_score": scores.get(c.id)} for c in sets]
-        return scores.get(drafted.id), described
+        # refinement goes on from the procedure candidate that reached full validation
+        procedure_scores = [scores[c.id] for c in procedures if c.id in scores]
+        return (max(procedure_scores) if procedure_scores else None), described
 
-    def few_shot_sets(self, seed: Candidate) -> list[Candidate]:
+    def race_keep(self) -> int:
+        """How many of step 0's finalists reach full validation: two where the budget pays for the race
+        with every few-shot set and then one refinement step (refining starts from the best procedure
+        finalist, which need not be the best one), else one."""
+        size = min(self.opt.minibatch, len(self.pool))
+        refine_floor = (self.run.eval_cost(1) + 2 + self.run.eval_cost(1 + self.verify_passing) + self.rank_cost())
+        full = self.race_cost(1 + self.opt.few_shot_sets, keep=2)
+        return 2 if size and self.run.budget.affords(full + refine_floor) else 1
+
+    def worked_candidate(self, seed: Candidate, procedure: Procedure) -> Candidate | None:
+        """The drafted procedure shown with worked examples whose every step shows its work: reference
+        executions told the correct answer, their trace keyed by step (`keyed_reference_signature`), shown to
+        the target as its own list trace. Why beside the teacher's demonstrations: asked for a list, the
+        optimizer model copies the steps' wording out (93 of 99 step outputs, `benchmarks/drafting_probe.py`:
+        the demonstrations then show no work), keyed it writes each step's result (6 of 99); a 135M target
+        shown such work gained on active_to_passive and lost on first_word_letter (revision 10), so the two
+        race on validation, per task. None where the answer stage reads fields the examples lack, without
+        demonstrations, or when no keyed execution parsed."""
+        if not self.opt.demonstrations or self.reads_intermediate_fields():
+            return None
+        demos = []
+        for index, example in enumerate(self.demo_examples()[: self.opt.max_demos]):
+            done = self.ask(f"demo/worked/{index}", keyed_reference_signature(procedure), None,
+                            procedure=procedure.render(), task_input=self.describe_inputs(example),
+                            correct_answer=self.describe_answer(example))
+            steps = keyed_steps(done.steps, len(procedure.steps)) if done is not None else None
+            self.log(ReferenceDemonstration(step=f"demo/worked/{index}", example=example_id(example, -1),
+                                            accepted=steps is not None, steps=steps,
+                                            echoed=echoed_steps(steps, procedure) if steps is not None else None))
+            if steps is not None:
+                inputs = {k: example[k] for k in self.task_signature.input_fields}
+                demos.append(self.worked_demo(inputs, steps, self.gold_outputs(example)))
+        return self.behavior_candidate(seed, procedure, tuple(demos), "worked") if demos else None
+
+    def few_shot_sets(self, seed: Candidate, keep: int = 2) -> list[Candidate]:
         """The answer-only few-shot candidates step 0 races the procedure against: as many as the budget
         left can race beside it (up to `few_shot_sets`); none when they are off or cannot be built."""
         if not (self.opt.few_shot and self.opt.few_shot_sets and self.opt.demonstrations):
@@ -415,7 +471,7 @@ class _BehaviorProposer(Proposer):
             return []
         count = 0
         for n in range(self.opt.few_shot_sets, 0, -1):
-            if self.run.budget.affords(self.race_cost(1 + n, keep=2)):
+            if self.run.budget.affords(self.race_cost(1 + n, keep=keep)):
                 count = n
                 break
         return [self.labeled_candidate(seed, self.target, ids, origin=name)
@@ -624,8 +680,11 @@ class BehaviorOptimizer(EngineOptimizer):
     # 6: forms take turns only where they are fewer than the examples picked (first_word_letter's 26 letters
     # reordered its demonstrations at random: the quickstart's compiled score fell from 0.92 to 0.68);
     # 7: the held-out confirmation is the sign test over validation and held-out examples together, without
-    # a veto by the held-out examples alone (see `choose`)
-    revision = 7
+    # a veto by the held-out examples alone (see `choose`); 8-11 were measured and not adopted; 12: the drafted
+    # procedure also races with worked examples from keyed reference executions (`worked_candidate`), and took
+    # a few-shot set's place (not adopted); 13: that candidate is the teacher's procedure's rival, one of the two
+    # going on after the first rung, and enters only where every few-shot set still races (`step0`)
+    revision = 13
 
     def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600,
                  refinement_steps: int = 3, demonstrations: bool = True, max_demos: int = 3, minibatch: int = 8,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import dspy
 
@@ -146,7 +146,8 @@ class CandidateSearch:
         return seed, seed_val, reported
 
     def race(self, label: str, candidates: list[Candidate], keep: int = 1,
-             full_step: Callable[[Candidate], str] | None = None) -> list[tuple[Candidate, float]]:
+             full_step: Callable[[Candidate], str] | None = None, rivals: Collection[str] = ()
+             ) -> list[tuple[Candidate, float]]:
         """Successive halving over validation: every candidate on its first quarter, the better half of them
         on its first half, and so on until at most `keep` have run on all of it. A candidate clearly behind
         stops early, so several can be compared for little more than the cost of validating two.
@@ -154,6 +155,10 @@ class CandidateSearch:
         Returns the finalists with their full validation scores, best first (ties: the earlier candidate);
         fewer (or none) when the budget ran out. Each rung is logged as `Validate` at its prefix size, the
         last one under `full_step(candidate)` when given (the step id a full validation pass has elsewhere).
+
+        `rivals`: ids of candidates that are alternatives of one another (one procedure with two sets of
+        worked examples): after the first rung only the best of them goes on (a tie: the earlier one), so
+        an alternative costs a race one first-rung pass, not a place among the ones that go on.
         """
         rungs = self.race_rungs()
         # Two candidates can be one program (two few-shot draws of a small pool picking the same examples):
@@ -180,6 +185,9 @@ class CandidateSearch:
                 for candidate, _ in ran:
                     self.val_outcomes[candidate.id] = scores[candidate.id]
                 return ran
+            if rung == 0:
+                rival = next((c.id for c, _ in ran if c.id in rivals), None)
+                ran = [(c, s) for c, s in ran if c.id not in rivals or c.id == rival]
             alive = [c for c, _ in ran[: max(keep, math.ceil(len(ran) / 2))]]
         return []
 
@@ -187,12 +195,15 @@ class CandidateSearch:
         """The validation prefix sizes a race runs candidates on: a quarter, a half, all of it."""
         return sorted({max(1, len(self.val) // 4), max(1, len(self.val) // 2), len(self.val)})
 
-    def race_cost(self, candidates: int, keep: int = 1) -> int:
-        """Calls `race` needs for `candidates` candidates (each rung's new examples, for those still in it)."""
+    def race_cost(self, candidates: int, keep: int = 1, rivals: int = 0) -> int:
+        """Calls `race` needs for `candidates` candidates (each rung's new examples, for those still in it),
+        `rivals` of them alternatives of which one goes on after the first rung."""
         rungs = self.race_rungs()
         cost, alive, done = 0, candidates, 0
-        for size in rungs:
+        for rung, size in enumerate(rungs):
             cost += alive * self.run.eval_cost(size - done)
+            if rung == 0:
+                alive -= max(0, rivals - 1)
             done, alive = size, max(min(keep, alive), math.ceil(alive / 2))
         return cost
 
