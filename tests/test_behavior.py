@@ -587,3 +587,20 @@ def test_the_worked_rival_never_takes_a_few_shot_sets_place(cache_dir, tmp_path)
                                        r["candidate"] not in {*sets[0], step0["candidate"]} for r in ledger))
         assert sets[0] == sets[1] and sets[0], budget
     assert raced_rival[-1] and not raced_rival[0]
+
+
+def test_where_the_rival_fits_only_with_one_finalist_one_reaches_full_validation(cache_dir, tmp_path):
+    """Validation 16 (rungs 4, 8, 16): at budget 84 the rival's 3 calls and first-rung pass fit only if the
+    race sends one finalist to full validation; at budget 110 they fit beside two finalists, as without it."""
+    full = {}
+    for budget in (84, 110):
+        honed.configure(model=ScriptedLM(_work_world()), cache_dir=cache_dir, num_threads=1)
+        optimizer = BehaviorOptimizer(honed.ExactMatch("sentiment"), refinement_steps=0, progress=False,
+                                      budget=budget)
+        optimizer.compile(program(), trainset=data(40), valset=data(16, offset=100), run_dir=tmp_path / str(budget))
+        ledger = read_ledger(tmp_path / str(budget) / "ledger.jsonl")
+        assert any(r["kind"] == "reference_demonstration" and r["step"].startswith("demo/worked/") for r in ledger)
+        assert optimizer.result.candidate["origin"] == "worked" and optimizer.result.budget_used <= budget
+        full[budget] = [r["step"] for r in ledger if r["kind"] == "validate" and r["step"].startswith("step0/")
+                        and "/race" not in r["step"]]
+    assert full[84] == ["step0/worked/val"] and len(full[110]) == 2
