@@ -52,6 +52,8 @@ from honed.programs.metrics import normalize  # noqa: E402
 from honed.programs.tasks import Task, task_from_files  # noqa: E402
 from honed.signatures.behavior import (  # noqa: E402
     DraftProcedure,
+    describe_answer,
+    describe_inputs,
     keyed_reference_signature,
     keyed_steps,
     reference_signature,
@@ -67,12 +69,6 @@ def resolve_task(spec: str, *, bbh_dir: Path, data_dir: Path) -> Task:
         name = spec.split(":", 1)[1]
         return task_from_files(data_dir / f"{name}.train.jsonl", data_dir / f"{name}.test.jsonl")
     return load_task(spec, bbh_dir=bbh_dir)  # a bundled name or bbh/<name>
-
-
-def _describe(example: dspy.Example, fields: Any, sep: str = "; ") -> str:
-    """Fields as the behavior optimizer writes them for the optimizer model: inputs joined by "; ", the
-    answer's fields by ", " (`describe_inputs`, `describe_answer`)."""
-    return sep.join(f"{k}: {example[k]}" for k in fields)
 
 
 def contains_words(text: str, answer: str) -> bool:
@@ -97,16 +93,16 @@ def probe_task(task: Task, opt_lm: dspy.BaseLM, *, draft_examples: int = 3, exam
     """Draft a procedure for `task` with `opt_lm`, then carry it out on `examples` solved training examples."""
     predictor = list(task.program().named_predictors())[-1][1]
     signature = getattr(predictor, "task_signature", predictor.signature)
-    inputs, outputs = list(signature.input_fields), list(signature.output_fields)
+    outputs = list(signature.output_fields)
     shown = task.train[:draft_examples]
-    solved = "\n".join(f"- {_describe(e, inputs)} -> {_describe(e, outputs, ', ')}" for e in shown)
+    solved = "\n".join(f"- {describe_inputs(e)} -> {describe_answer({k: e[k] for k in outputs})}" for e in shown)
     with dspy.context(lm=opt_lm):
         drafted = dspy.Predict(DraftProcedure)(task=signature.instructions, examples=solved)
         steps = [s.strip() for s in drafted.steps if s and s.strip()]
         procedure = Procedure.from_texts(steps)
         executions = []
         for example in task.train[draft_examples:draft_examples + examples]:
-            given, gold = _describe(example, inputs), _describe(example, outputs, ", ")
+            given, gold = describe_inputs(example), describe_answer({k: example[k] for k in outputs})
             produced = carry_out(procedure, given, gold, trace)
             echoed = [restates(out, step.instruction) for out, step in zip(produced, procedure.steps, strict=False)]
             worked = [out for out, copied in zip(produced, echoed, strict=False) if not copied]

@@ -58,6 +58,8 @@ from honed.runs.result import BehaviorDetails, GainTest
 from honed.signatures.behavior import (
     DraftProcedure,
     FixStep,
+    describe_answer,
+    describe_inputs,
     keyed_reference_signature,
     keyed_steps,
     reference_signature,
@@ -204,20 +206,17 @@ class _BehaviorProposer(Proposer):
             self.log(ErrorRecord(step=ledger_step, error=f"{type(exc).__name__}: {exc}".splitlines()[0]))
             return None
 
-    def describe_inputs(self, example: dspy.Example) -> str:
-        return "; ".join(f"{k}: {v}" for k, v in example.inputs().toDict().items())
-
     def gold_outputs(self, example: dspy.Example) -> dict[str, Any]:
         """The example's correct values of the task's output fields: the answer a demonstration shows."""
         return {k: v for k, v in example_gold(example).items() if k in self.task_signature.output_fields}
 
     def describe_answer(self, example: dspy.Example) -> str:
-        return ", ".join(f"{k}: {v}" for k, v in self.gold_outputs(example).items())
+        return describe_answer(self.gold_outputs(example))
 
     # -- 0. draft ------------------------------------------------------------------------------------
     def draft(self) -> Procedure:
         shown = self.train[: self.opt.draft_examples]
-        examples = "\n".join(f"- {self.describe_inputs(e)} -> {self.describe_answer(e)}" for e in shown)
+        examples = "\n".join(f"- {describe_inputs(e)} -> {self.describe_answer(e)}" for e in shown)
         drafted = self.ask("draft/propose", DraftProcedure, None, task=self.task_signature.instructions,
                            examples=examples)
         texts = [t.strip() for t in (drafted.steps if drafted is not None else []) if t and t.strip()]
@@ -328,7 +327,7 @@ class _BehaviorProposer(Proposer):
         produce. Also the demonstration of an example the teacher got wrong (a small teacher model gets most
         transformations wrong, and without worked examples a small target rarely follows the steps)."""
         done = self.ask(ledger_step, reference_signature(len(procedure.steps)), None, procedure=procedure.render(),
-                        task_input=self.describe_inputs(example), correct_answer=self.describe_answer(example))
+                        task_input=describe_inputs(example), correct_answer=self.describe_answer(example))
         return [str(s) for s in done.steps] if done is not None else None
 
     def worked_demo(self, inputs: dict[str, Any], steps: list[str], outputs: dict[str, Any]) -> str:
@@ -447,7 +446,7 @@ class _BehaviorProposer(Proposer):
         demos = []
         for index, example in enumerate(self.demo_examples()[: self.opt.max_demos]):
             done = self.ask(f"demo/worked/{index}", keyed_reference_signature(procedure), None,
-                            procedure=procedure.render(), task_input=self.describe_inputs(example),
+                            procedure=procedure.render(), task_input=describe_inputs(example),
                             correct_answer=self.describe_answer(example))
             steps = keyed_steps(done.steps, len(procedure.steps)) if done is not None else None
             self.log(ReferenceDemonstration(step=f"demo/worked/{index}", example=example_id(example, -1),

@@ -6,6 +6,7 @@ parses; the optimizer then checks it against the target model's behavior.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import dspy
@@ -24,6 +25,16 @@ class DraftProcedure(dspy.Signature):
     examples: str = dspy.InputField(desc="example inputs with their correct outputs")
     steps: Annotated[list[StepText], pydantic.Field(min_length=2, max_length=4)] = dspy.OutputField(
         desc="the steps, in order")
+
+
+def describe_inputs(example: dspy.Example) -> str:
+    """An example's inputs as the optimizer model reads them in a draft or a reference execution."""
+    return "; ".join(f"{k}: {v}" for k, v in example.inputs().toDict().items())
+
+
+def describe_answer(outputs: Mapping[str, Any]) -> str:
+    """An answer's fields as the optimizer model reads them (the correct answer it is told)."""
+    return ", ".join(f"{k}: {v}" for k, v in outputs.items())
 
 
 def _carry_out(trace: Any, trace_desc: str, instructions: str) -> type[dspy.Signature]:
