@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare_files import read_compare  # noqa: E402
 from paired_bootstrap import paired_difference  # noqa: E402
 
 
@@ -28,10 +29,7 @@ def rows_by_pair(paths: list[Path], optimizer: str) -> dict[tuple[Any, str], lis
     """(seed, task) -> the optimizer's per-example test scores, over every file (a later file wins)."""
     found: dict[tuple[Any, str], list[float]] = {}
     for path in paths:
-        try:
-            result = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise SystemExit(f"{path}: cannot read a compare.json ({exc})") from None
+        result = read_compare(path)
         seed = (result.get("config") or {}).get("seed")
         for row in result.get("rows", []):
             if row.get("optimizer") == optimizer and row.get("test_scores"):

@@ -30,18 +30,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare import DSPY_ROWS  # noqa: E402
+from compare_files import read_compare  # noqa: E402
 from paired_bootstrap import paired_difference  # noqa: E402
 
 OURS = ["reflective", "behavior"]  # the goal's two; compare.py's OURS also holds the no-demonstrations ablation
 UNCOMPILED = "none"
-
-
-def read_compare(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SystemExit(f"{path}: cannot read a compare.json ({exc}); pass the file benchmarks/compare.py "
-                         "wrote") from None
 
 
 def load_tables(paths: list[Path]) -> list[dict[str, Any]]:
