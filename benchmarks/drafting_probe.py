@@ -16,6 +16,7 @@ task, for one optimizer model, with no target model and no search:
 `--trace list` (the default) asks for the trace as behavior does, a list with one string per step;
 `--trace keyed` as an object whose keys are the steps ("1. Count the objects": ...), the form behavior
 revision 10 tried, to tell a model that cannot carry a procedure out from a trace form that invites copying.
+`--draft-instructions TEXT` drafts under other instructions than `DraftProcedure`'s, to compare ways of asking.
 
     python benchmarks/drafting_probe.py                                   # the default tasks, 1.5B optimizer
     python benchmarks/drafting_probe.py --optimizer-model gguf/qwen2.5-coder-0.5b --tasks bbh/object_counting
@@ -89,15 +90,17 @@ def carry_out(procedure: Procedure, task_input: str, gold: str, trace: str) -> l
 
 
 def probe_task(task: Task, opt_lm: dspy.BaseLM, *, draft_examples: int = 3, examples: int = 3,
-               trace: str = "list") -> dict[str, Any]:
-    """Draft a procedure for `task` with `opt_lm`, then carry it out on `examples` solved training examples."""
+               trace: str = "list", draft_instructions: str | None = None) -> dict[str, Any]:
+    """Draft a procedure for `task` with `opt_lm`, then carry it out on `examples` solved training examples.
+    `draft_instructions`: the draft signature's instructions in place of `DraftProcedure`'s own."""
+    draft = DraftProcedure.with_instructions(draft_instructions) if draft_instructions else DraftProcedure
     predictor = list(task.program().named_predictors())[-1][1]
     signature = getattr(predictor, "task_signature", predictor.signature)
     outputs = list(signature.output_fields)
     shown = task.train[:draft_examples]
     solved = "\n".join(f"- {describe_inputs(e)} -> {describe_answer({k: e[k] for k in outputs})}" for e in shown)
     with dspy.context(lm=opt_lm):
-        drafted = dspy.Predict(DraftProcedure)(task=signature.instructions, examples=solved)
+        drafted = dspy.Predict(draft)(task=signature.instructions, examples=solved)
         steps = [s.strip() for s in drafted.steps if s and s.strip()]
         procedure = Procedure.from_texts(steps)
         executions = []
@@ -123,6 +126,7 @@ def markdown(result: dict[str, Any]) -> str:
              f"examples, and its reference executions on the next {result['examples']} (told the correct answer): "
              "step outputs that only restate their own instruction, and executions whose steps contain the "
              "correct answer in a step output of its own.", "",
+             f"Draft instructions: \"{result.get('draft_instructions') or DraftProcedure.instructions}\"", "",
              "| task | drafted procedure | reference step outputs restating their step "
              "| executions reaching the answer |",
              "|---|---|---|---|"]
@@ -153,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--examples", type=int, default=3, help="reference executions per task (3)")
     parser.add_argument("--trace", choices=["list", "keyed"], default="list",
                         help="how the reference execution writes its steps (default list, as behavior does)")
+    parser.add_argument("--draft-instructions", help="the draft's instructions in place of DraftProcedure's "
+                        "(to compare ways of asking for a procedure; a compile always uses DraftProcedure's)")
     parser.add_argument("--bbh-dir", default=str(ROOT / "shared" / "data" / "bbh"))
     parser.add_argument("--data-dir", default=str(ROOT / "shared" / "data" / "instruction_induction"))
     parser.add_argument("--cache-dir", help="honed cache directory (default: honed's)")
@@ -163,12 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"benchmark": "drafting_probe", "optimizer_model": args.optimizer_model,
                               "machine": describe_machine(), "draft_examples": args.draft_examples,
-                              "examples": args.examples, "trace": args.trace, "tasks": {}}
+                              "examples": args.examples, "trace": args.trace,
+                              "draft_instructions": args.draft_instructions or DraftProcedure.instructions,
+                              "tasks": {}}
     for spec in [t.strip() for t in args.tasks.split(",") if t.strip()]:
         started = time.time()
         task = resolve_task(spec, bbh_dir=Path(args.bbh_dir), data_dir=Path(args.data_dir))
         row = probe_task(task, settings.optimizer_lm, draft_examples=args.draft_examples, examples=args.examples,
-                         trace=args.trace)
+                         trace=args.trace, draft_instructions=args.draft_instructions)
         result["tasks"][spec] = {**row, "wall_s": round(time.time() - started, 1)}
         result["total"] = totals(result["tasks"])
         (out / "drafting_probe.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -89,3 +89,21 @@ def test_a_keyed_trace_is_asked_for_under_the_steps_and_read_back_in_order(cache
     first = task.train[3]["word"]
     assert row["executions"][0]["steps"] == [first, first[0]]
     assert (row["restated_steps"], row["reference_steps"], row["reaching_answer"]) == (0, 4, 2)
+
+
+def test_other_draft_instructions_are_what_the_optimizer_model_is_asked(cache_dir):
+    """`--draft-instructions` replaces DraftProcedure's instructions in the draft request, and only there."""
+    systems = []
+
+    def answer(messages, schema):
+        if "correct_answer" not in messages[-1]["content"]:
+            systems.append(messages[0]["content"])
+        return {"steps": WORK} if "correct_answer" not in messages[-1]["content"] else {"steps": ["w", "w"]}
+
+    honed.configure(cache_dir=cache_dir)
+    task = honed.load_task("first_word_letter")
+    lm = ScriptedLM(answer, model="scripted/asked")
+    drafting_probe.probe_task(task, lm, examples=1, draft_instructions="Write concrete operations only.")
+    drafting_probe.probe_task(task, lm, examples=1)
+    assert "Write concrete operations only." in systems[0] and "Write concrete operations only." not in systems[1]
+    assert "Write a short step-by-step procedure" in systems[1]
