@@ -679,9 +679,8 @@ class BehaviorOptimizer(EngineOptimizer):
     # procedure also races with worked examples from keyed reference executions (`worked_candidate`), and took
     # a few-shot set's place (not adopted); 13: that candidate is the teacher's procedure's rival, one of the two
     # going on after the first rung, and enters only where every few-shot set still races, paid for where need
-    # be by one finalist instead of two (`step0`); 14: revision 13 with the few-shot sets raced first (not
-    # adopted); 15: the draft asks for concrete operations, not reading or identifying (`DraftProcedure`)
-    revision = 15
+    # be by one finalist instead of two (`step0`)
+    revision = 13
 
     def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600,
                  refinement_steps: int = 3, demonstrations: bool = True, max_demos: int = 3, minibatch: int = 8,

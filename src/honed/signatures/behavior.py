@@ -19,9 +19,7 @@ StepText = Annotated[str, pydantic.StringConstraints(max_length=160)]
 
 class DraftProcedure(dspy.Signature):
     """Write a short step-by-step procedure that a small language model can follow to do this task.
-    Each step is one concrete operation on the input that produces something the next step uses (a list,
-    a word, a number): name what it produces. Do not write steps that only read, understand, identify the
-    task or check; the last step gives the answer."""
+    Each step is one simple action; the last step gives the answer."""
 
     task: str = dspy.InputField(desc="the task instruction")
     examples: str = dspy.InputField(desc="example inputs with their correct outputs")
