@@ -679,7 +679,8 @@ class BehaviorOptimizer(EngineOptimizer):
     # procedure also races with worked examples from keyed reference executions (`worked_candidate`), and took
     # a few-shot set's place (not adopted); 13: that candidate is the teacher's procedure's rival, one of the two
     # going on after the first rung, and enters only where every few-shot set still races, paid for where need
-    # be by one finalist instead of two (`step0`)
+    # be by one finalist instead of two (`step0`); 14 (few-shot sets raced first) and 15 (drafts asked for
+    # concrete operations) were measured and not adopted, and their run directories exist: the next is 16
     revision = 13
 
     def __init__(self, metric: Callable, *, optimizer_model: Any = None, budget: int = 600,
