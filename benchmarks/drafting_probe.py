@@ -53,11 +53,10 @@ from honed.programs.metrics import normalize  # noqa: E402
 from honed.programs.tasks import Task, task_from_files  # noqa: E402
 from honed.signatures.behavior import (  # noqa: E402
     DraftProcedure,
+    carry_out_signature,
     describe_answer,
     describe_inputs,
-    keyed_reference_signature,
-    keyed_steps,
-    reference_signature,
+    trace_steps,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,13 +79,10 @@ def contains_words(text: str, answer: str) -> bool:
 
 def carry_out(procedure: Procedure, task_input: str, gold: str, trace: str) -> list[str]:
     """One reference execution of `procedure` (trace "list" or "keyed"): each step's output, in order."""
-    if trace == "keyed":
-        done = dspy.Predict(keyed_reference_signature(procedure))(procedure=procedure.render(),
-                                                                  task_input=task_input, correct_answer=gold)
-        return keyed_steps(done.steps, len(procedure.steps))
-    done = dspy.Predict(reference_signature(len(procedure.steps)))(procedure=procedure.render(),
-                                                                   task_input=task_input, correct_answer=gold)
-    return [str(s) for s in done.steps]
+    keyed = trace == "keyed"
+    done = dspy.Predict(carry_out_signature(procedure, keyed))(procedure=procedure.render(), task_input=task_input,
+                                                               correct_answer=gold)
+    return trace_steps(done.steps, procedure, keyed)
 
 
 def probe_task(task: Task, opt_lm: dspy.BaseLM, *, draft_examples: int = 3, examples: int = 3,

@@ -58,11 +58,10 @@ from honed.runs.result import BehaviorDetails, GainTest
 from honed.signatures.behavior import (
     DraftProcedure,
     FixStep,
+    carry_out_signature,
     describe_answer,
     describe_inputs,
-    keyed_reference_signature,
-    keyed_steps,
-    reference_signature,
+    trace_steps,
 )
 
 _WORD = re.compile(r"\w+")
@@ -271,13 +270,10 @@ class _BehaviorProposer(Proposer):
                 if inputs is not None:  # a pipeline that broke before the answer stage has nothing to show
                     rejected.append((example, inputs))
         for index, (example, inputs) in enumerate(rejected[: self.opt.max_demos - len(accepted)]):
-            steps = self.reference_steps(f"demo/reference/{index}", procedure, example)
-            self.log(ReferenceDemonstration(step=f"demo/reference/{index}", example=example_id(example, -1),
-                                            accepted=steps is not None, steps=steps,
-                                            echoed=echoed_steps(steps, procedure) if steps is not None else None))
-            if steps is not None:
+            demo = self.reference_demo(f"demo/reference/{index}", procedure, example, inputs)
+            if demo is not None:
                 self.demos_from_reference += 1
-                accepted.append(self.worked_demo(inputs, steps, self.gold_outputs(example)))
+                accepted.append(demo)
         return tuple(accepted)
 
     def demo_examples(self) -> list[dspy.Example]:
@@ -322,13 +318,25 @@ class _BehaviorProposer(Proposer):
             steps = step.outputs.get(STEPS_FIELD) if step is not None else None
         return list(steps or [])
 
-    def reference_steps(self, ledger_step: str, procedure: Procedure, example: dspy.Example) -> list[str] | None:
+    def reference_steps(self, ledger_step: str, procedure: Procedure, example: dspy.Example, keyed: bool = False
+                        ) -> list[str] | None:
         """The procedure carried out by the optimizer model told the correct answer: what each step should
         produce. Also the demonstration of an example the teacher got wrong (a small teacher model gets most
-        transformations wrong, and without worked examples a small target rarely follows the steps)."""
-        done = self.ask(ledger_step, reference_signature(len(procedure.steps)), None, procedure=procedure.render(),
+        transformations wrong, and without worked examples a small target rarely follows the steps). `keyed`:
+        the trace written keyed by step (`carry_out_signature`)."""
+        done = self.ask(ledger_step, carry_out_signature(procedure, keyed), None, procedure=procedure.render(),
                         task_input=describe_inputs(example), correct_answer=self.describe_answer(example))
-        return [str(s) for s in done.steps] if done is not None else None
+        return trace_steps(done.steps, procedure, keyed) if done is not None else None
+
+    def reference_demo(self, ledger_step: str, procedure: Procedure, example: dspy.Example, inputs: dict[str, Any],
+                       keyed: bool = False) -> str | None:
+        """A worked demonstration of `example` (shown with `inputs`) from a reference execution, logged as a
+        `ReferenceDemonstration`; None when the execution failed."""
+        steps = self.reference_steps(ledger_step, procedure, example, keyed)
+        self.log(ReferenceDemonstration(step=ledger_step, example=example_id(example, -1), accepted=steps is not None,
+                                        steps=steps,
+                                        echoed=echoed_steps(steps, procedure) if steps is not None else None))
+        return self.worked_demo(inputs, steps, self.gold_outputs(example)) if steps is not None else None
 
     def worked_demo(self, inputs: dict[str, Any], steps: list[str], outputs: dict[str, Any]) -> str:
         """A demonstration of the answer predictor as JSON: its inputs, each step's output, the answer."""
@@ -420,7 +428,7 @@ class _BehaviorProposer(Proposer):
         # the rival last: a few-shot set wins a first-rung tie against it, the teacher's procedure wins one
         finalists = self.race("step0", [drafted, *sets, *procedures[1:]], keep=keep,
                               full_step=lambda c: "step0/val" if c is drafted else f"step0/{c.origin}/val",
-                              rivals={c.id for c in procedures} if len(procedures) > 1 else ())
+                              rivals={c.id for c in procedures})
         for candidate, score in finalists:
             self.log(CandidateRecord(step=f"step0/{candidate.origin}", candidate=candidate.to_json(), val_score=score))
         beam.extend(finalists)
@@ -434,7 +442,7 @@ class _BehaviorProposer(Proposer):
 
     def worked_candidate(self, seed: Candidate, procedure: Procedure) -> Candidate | None:
         """The drafted procedure shown with worked examples whose every step shows its work: reference
-        executions told the correct answer, their trace keyed by step (`keyed_reference_signature`), shown to
+        executions told the correct answer, their trace keyed by step (`carry_out_signature`), shown to
         the target as its own list trace. Why beside the teacher's demonstrations: asked for a list, the
         optimizer model copies the steps' wording out (93 of 99 step outputs, `benchmarks/drafting_probe.py`:
         the demonstrations then show no work), keyed it writes each step's result (6 of 99); a 135M target
@@ -445,16 +453,10 @@ class _BehaviorProposer(Proposer):
             return None
         demos = []
         for index, example in enumerate(self.demo_examples()[: self.opt.max_demos]):
-            done = self.ask(f"demo/worked/{index}", keyed_reference_signature(procedure), None,
-                            procedure=procedure.render(), task_input=describe_inputs(example),
-                            correct_answer=self.describe_answer(example))
-            steps = keyed_steps(done.steps, len(procedure.steps)) if done is not None else None
-            self.log(ReferenceDemonstration(step=f"demo/worked/{index}", example=example_id(example, -1),
-                                            accepted=steps is not None, steps=steps,
-                                            echoed=echoed_steps(steps, procedure) if steps is not None else None))
-            if steps is not None:
-                inputs = {k: example[k] for k in self.task_signature.input_fields}
-                demos.append(self.worked_demo(inputs, steps, self.gold_outputs(example)))
+            inputs = {k: example[k] for k in self.task_signature.input_fields}
+            demo = self.reference_demo(f"demo/worked/{index}", procedure, example, inputs, keyed=True)
+            if demo is not None:
+                demos.append(demo)
         return self.behavior_candidate(seed, procedure, tuple(demos), "worked") if demos else None
 
     def few_shot_sets(self, seed: Candidate) -> list[Candidate]:

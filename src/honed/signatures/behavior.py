@@ -58,7 +58,7 @@ def reference_signature(step_count: int) -> type[dspy.Signature]:
 
 def keyed_reference_signature(procedure: Procedure) -> type[dspy.Signature]:
     """`reference_signature` with the trace an object keyed by step ("1. <instruction>": that step's result),
-    read back with `keyed_steps`. Asked for a list, the 1.5B optimizer model copied each step's wording out in
+    read back with `trace_steps`. Asked for a list, the 1.5B optimizer model copied each step's wording out in
     93 of 99 step outputs over nine tasks; keyed, in 6 of 99 (`benchmarks/drafting_probe.py --trace keyed`)."""
     text = Annotated[str, pydantic.StringConstraints(max_length=STEP_TEXT_LIMIT)]
     fields: dict[str, Any] = {f"s{i}": (text, pydantic.Field(alias=f"{i}. {step.instruction[:80].strip()}"))
@@ -69,9 +69,16 @@ def keyed_reference_signature(procedure: Procedure) -> type[dspy.Signature]:
                       "produced), not the step's wording. Your steps must lead to the correct answer.")
 
 
-def keyed_steps(trace: Any, count: int) -> list[str]:
-    """A keyed trace's step results, in step order."""
-    return [str(getattr(trace, f"s{i}")) for i in range(1, count + 1)]
+def carry_out_signature(procedure: Procedure, keyed: bool = False) -> type[dspy.Signature]:
+    """The reference execution's signature for `procedure`: its trace a list, or keyed by step."""
+    return keyed_reference_signature(procedure) if keyed else reference_signature(len(procedure.steps))
+
+
+def trace_steps(trace: Any, procedure: Procedure, keyed: bool = False) -> list[str]:
+    """A reference execution's step outputs, in step order, whichever form (`carry_out_signature`) it took."""
+    if keyed:
+        return [str(getattr(trace, f"s{i}")) for i in range(1, len(procedure.steps) + 1)]
+    return [str(step) for step in trace]
 
 
 class FixStep(dspy.Signature):
