@@ -33,8 +33,12 @@ class FakeLlama:
     chat_format = "fake"
     _chat_handlers: dict = {}
 
+    n_batch = 64
+
     def __init__(self, n_ctx: int) -> None:
         self.context = n_ctx
+        self.input_ids = [0] * n_ctx  # what the context's KV cells hold: `n_tokens` of them
+        self.n_tokens = 0
         self.generated: list[int] = []
         self.answer: dict[str, Any] = {"sentiment": "positive"}
         self.chat_handler = self._handler
@@ -115,13 +119,14 @@ def fake_gguf(tmp_path, monkeypatch):
     monkeypatch.setitem(provider._models, path.resolve(), gguf._LoadedModel(llama))
     monkeypatch.setattr(gguf, "check_allowed", lambda model: None)  # the fake is not a real model request
     counted: list[int] = []
-    real_count = gguf.count_prompt_tokens
+    real_render = gguf.rendered_prompt
 
-    def count(llama: Any, messages: list) -> int:
-        counted.append(real_count(llama, messages))
-        return counted[-1]
+    def render(llama: Any, messages: list) -> list[int] | None:
+        tokens = real_render(llama, messages)
+        counted.append(len(tokens or ()))
+        return tokens
 
-    monkeypatch.setattr(gguf, "count_prompt_tokens", count)
+    monkeypatch.setattr(gguf, "rendered_prompt", render)
     honed.configure(model=f"gguf/{path}", cache=False, max_tokens=16)
     return llama, counted
 

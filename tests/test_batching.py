@@ -22,8 +22,8 @@ from honed.models.batching import (
     BatchRequest,
     CancelledRequest,
     EngineClosed,
-    common_prefix,
 )
+from honed.models.prefix_reuse import chunk_end, common_prefix, reusable_prefix
 
 EOG = 0
 GARBAGE = 99  # what the fake model says when its KV cache holds no known prompt
@@ -44,6 +44,7 @@ class FakeBackend:
         self.rows: dict[int, tuple[int, int]] = {}
         self.batches: list[list[int]] = []  # the sequence ids of each decode
         self.row_seqs: list[list[int]] = []  # each decode's sequence id per row, in batch order
+        self.runs: list[tuple[int, int, int]] = []  # (sequence, first position, tokens) per sequence per decode
         self.fail_next_decode = False
         self.closed = False
         self.lock = threading.Lock()
@@ -70,6 +71,9 @@ class FakeBackend:
             assert pos < self.n_ctx_seq
             cells[pos] = token
         self.rows = {i: (seq_ids[i], positions[i]) for i, wanted in enumerate(logits) if wanted}
+        for seq in sorted(set(seq_ids)):  # each sequence's run of tokens in this decode: (first position, count)
+            mine = [pos for pos, s in zip(positions, seq_ids, strict=True) if s == seq]
+            self.runs.append((seq, mine[0], len(mine)))
         self.batches.append(sorted(set(seq_ids)))
         self.row_seqs.append(list(seq_ids))
 
@@ -81,7 +85,8 @@ class FakeBackend:
     def seq_cp(self, src: int, dst: int, p0: int, p1: int) -> None:
         self._touch()
         for pos, token in self.kv[src].items():
-            if p0 <= pos < p1:
+            # Across separate KV streams llama.cpp copies the whole buffer, whatever range was asked for.
+            if p0 <= pos < p1 or not self.mixed_batches:
                 self.kv[dst][pos] = token
 
     def next_token(self, index: int) -> int:
@@ -367,22 +372,44 @@ def test_common_prefix():
     assert common_prefix([1, 2], [1, 2]) == 2
 
 
+def test_only_whole_chunks_evaluated_as_prompt_are_reusable():
+    prompt = list(range(1, 30))
+    assert reusable_prefix(prompt[:20], 20, prompt, 8) == 16  # cut to whole chunks
+    assert reusable_prefix(prompt + [99, 98], 29, prompt + [99, 98, 97], 8) == 24  # generated tokens are not
+    assert reusable_prefix(prompt, 29, prompt, 8) == 24  # the last token is always evaluated
+    assert reusable_prefix(prompt[:5] + [0] * 20, 25, prompt, 4) == 4  # where the tokens differ
+    assert reusable_prefix(prompt, 29, prompt, 64) == 0
+    assert reusable_prefix([], 0, [7], 8) == 0
+    assert [chunk_end(p, 100, 8) for p in (0, 3, 8, 15)] == [8, 5, 8, 1]
+    assert chunk_end(16, 3, 8) == 3
+
+
 @pytest.mark.parametrize("mixed", [True, False])
 def test_prefix_reuse_evaluates_only_the_new_suffix_and_copies_across_sequences(make_engine, mixed):
-    shared = list(range(1, 21))  # a 20-token "system prompt"
-    script = {tuple(shared + [30 + i]): [1 + i] * 3 for i in range(4)}
+    shared = list(range(1, 33))  # a 32-token "system prompt": two whole 16-token chunks
+    script = {tuple(shared + [40 + i]): [1 + i] * 3 for i in range(4)}
     engine, backend = make_engine(script, n_seq=3, mixed_batches=mixed)
-    first = engine.submit(request(shared + [30])).result(5)
+    first = engine.submit(request(shared + [40])).result(5)
     assert first.reused_prompt_tokens == 0
-    # Two at once: one takes the warm slot in place, the other copies the shared prefix into a fresh slot.
-    pair = [engine.submit(request(shared + [31])), engine.submit(request(shared + [32]))]
+    # Two at once: one takes the warm slot in place, the other copies the shared prefix into a fresh slot (a
+    # copy across KV streams brings the whole buffer; what lies past the prefix must go, or decoding fails).
+    pair = [engine.submit(request(shared + [41])), engine.submit(request(shared + [42]))]
     results = [ticket.result(5) for ticket in pair]
-    assert [r.text for r in results] == [text_of(script[tuple(shared + [31 + i])]) for i in range(2)]
-    assert [r.reused_prompt_tokens for r in results] == [20, 20]
+    assert [r.text for r in results] == [text_of(script[tuple(shared + [41 + i])]) for i in range(2)]
+    assert [r.reused_prompt_tokens for r in results] == [32, 32]
     assert engine.stats.prefix_copies >= 1
-    # The very same prompt again: everything but its last token comes from the cache.
-    again = engine.submit(request(shared + [30])).result(5)
-    assert again.text == first.text and again.reused_prompt_tokens == 20
+    # The very same prompt again: everything but its last token's chunk comes from the cache.
+    again = engine.submit(request(shared + [40])).result(5)
+    assert again.text == first.text and again.reused_prompt_tokens == 32
+    # A copy from a sequence that is still generating: its cells past the shared prefix must not come along.
+    backend.delay, backend.script[tuple(shared + [43])] = 0.002, [9] * 20
+    busy = engine.submit(request(shared + [43]))
+    while engine.stats.generated_tokens < 15:
+        time.sleep(0.001)
+    copies = engine.stats.prefix_copies
+    beside = [engine.submit(request(shared + [41 + i])) for i in range(2)]
+    assert [t.result(5).text for t in beside] == [text_of(script[tuple(shared + [41 + i])]) for i in range(2)]
+    assert busy.result(5).text == text_of([9] * 20) and engine.stats.prefix_copies > copies
 
 
 def test_a_changed_prompt_is_never_served_a_stale_prefix(make_engine):
@@ -390,11 +417,35 @@ def test_a_changed_prompt_is_never_served_a_stale_prefix(make_engine):
     changed = base.copy()
     changed[5] = 40  # differs from token 6 on
     script = {tuple(base): [2, 2], tuple(changed): [3, 3]}
-    engine, _ = make_engine(script, n_seq=1)
+    engine, _ = make_engine(script, n_seq=1, n_batch=4)
     assert engine.submit(request(base)).result(5).text == "bb"
     result = engine.submit(request(changed)).result(5)
-    assert (result.text, result.reused_prompt_tokens) == ("cc", 5)
-    assert engine.submit(request(base)).result(5).reused_prompt_tokens == 5
+    assert (result.text, result.reused_prompt_tokens) == ("cc", 4)
+    assert engine.submit(request(base)).result(5).reused_prompt_tokens == 4
+
+
+@pytest.mark.parametrize("mixed", [True, False])
+def test_prompt_chunks_sit_at_fixed_positions_whatever_came_before(make_engine, mixed):
+    """llama.cpp's numbers for a prompt row depend on how the prompt was cut into decodes
+    (`honed.models.prefix_reuse`), so every prompt chunk starts at a multiple of `n_batch` and holds up to the
+    next one, after any history: a prompt is then cut exactly as when it is the first one asked."""
+    first, second = list(range(1, 24)), list(range(1, 20)) + [50, 51, 52, 53, 54]
+    script = {tuple(first): [5, 6, 7], tuple(second): [8]}
+    engine, backend = make_engine(script, n_seq=2, n_batch=8, mixed_batches=mixed)
+    assert engine.submit(request(first)).result(5).text == "efg"
+    fresh = [(start, count) for _, start, count in backend.runs if count > 1 or start < len(first)]
+    assert fresh == [(0, 8), (8, 8), (16, 7)]
+    backend.runs.clear()
+    result = engine.submit(request(second)).result(5)
+    assert (result.text, result.reused_prompt_tokens) == ("h", 16)  # 19 shared: two whole chunks
+    assert [(start, count) for _, start, count in backend.runs][:1] == [(16, 8)]
+    # The first prompt with its own answer and more after it: the answer was generated, not evaluated as a
+    # prompt, so it is evaluated again, in the prompt's chunks.
+    backend.runs.clear()
+    follow_up = first + [5, 6, 7, 9]
+    backend.script[tuple(follow_up)] = [3]
+    assert engine.submit(request(follow_up)).result(5).reused_prompt_tokens == 16
+    assert [(start, count) for _, start, count in backend.runs][:1] == [(16, 8)]
 
 
 def test_a_short_common_prefix_is_not_copied_when_copies_are_dear(make_engine):
@@ -455,7 +506,7 @@ def batched_provider(tmp_path, monkeypatch):
     path.write_bytes(b"not a real model")
     llama = TinyLlama()
     prompt = tuple(llama.tokenize(b"Be kind. hello there"))
-    backend = FakeBackend({prompt: [7, 8, 9]}, n_ctx_seq=llama.n_ctx())
+    backend = FakeBackend({prompt: [7, 8, 9]}, n_ctx_seq=llama.n_ctx(), n_batch=2)
     engine = BatchEngine(backend)
     provider = gguf.GGUFProvider()
     provider._models[path.resolve()] = gguf._LoadedModel(llama, engine=engine)
@@ -476,7 +527,7 @@ def test_the_provider_serves_calls_through_the_batched_loop(batched_provider):
     reused = provider.stats.reused_prompt_tokens
     again = litellm.completion(model=model, messages=messages, max_tokens=2, temperature=0)
     assert again.choices[0].message.content == "gh" and again.choices[0].finish_reason == "length"
-    assert provider.stats.reused_prompt_tokens == reused + 3  # all but the prompt's last token
+    assert provider.stats.reused_prompt_tokens == reused + 2  # the whole 2-token chunk before the last token
 
 
 def test_the_batched_path_refuses_an_over_long_prompt_before_generating(batched_provider):

@@ -218,7 +218,7 @@ def test_a_copied_prefix_gives_what_evaluating_the_whole_prompt_gives(use_batche
     from honed.models.gguf import capture_completion, resolve_gguf_path
 
     loaded = use_batched.loaded(resolve_gguf_path("gguf/smollm2-135m"))
-    system = {"role": "system", "content": "You answer in one short sentence. " * 6}
+    system = {"role": "system", "content": "You answer in one short sentence. " * 24}  # whole 64-token chunks
     prompts = [capture_completion(loaded.llama, [system, {"role": "user", "content": q}], max_tokens=12)[0]
                for q in ("Name a colour.", "Name a fruit.", "Name a colour.")]
     texts = {}
@@ -277,3 +277,36 @@ def test_the_exactness_probe_finds_how_many_sequences_decode_like_one(single_str
             assert backend.stats.exact_width == width
         finally:
             backend.close()
+
+
+def test_a_prompt_gets_the_same_numbers_whatever_was_asked_before(single_stream):
+    """llama.cpp's numbers for a prompt row depend on how the prompt was cut into decodes (Q4_K_M Qwen2.5: up
+    to 0.58 in a logit on an AMD EPYC), so a reused prefix must end where an evaluation from an empty cache
+    cuts (`honed.models.prefix_reuse`): a prompt asked after another that shares most of it gets the very
+    logits it gets from an empty cache, and the same answer."""
+    import numpy as np
+
+    from honed.models.gguf import rendered_prompt, resolve_gguf_path
+    from honed.models.prefix_reuse import common_prefix
+
+    loaded = single_stream.loaded(resolve_gguf_path("gguf/qwen2.5-coder-1.5b"))
+    story = " ".join(f"Box {i} holds {i * 3} apples." for i in range(20))
+    asks = [[{"role": "user", "content": f"{story} {question}"}]
+            for question in ("How many apples are in box 7?", "Which box holds 12 apples? Answer with its number.")]
+
+    def ask(messages: list) -> tuple[str, np.ndarray]:
+        """The first answer token, and the logits it was picked from (the prompt's last row)."""
+        prompt = rendered_prompt(loaded.llama, messages)
+        with loaded.lock:
+            out = loaded.complete(prompt, messages=messages, max_tokens=1, temperature=0.0)
+            logits = np.ctypeslib.as_array(loaded.llama._ctx.get_logits(), shape=(loaded.llama.n_vocab(),))
+            return out["choices"][0]["message"]["content"], logits.copy()
+
+    with loaded.lock:
+        loaded.evaluated = 0  # nothing reusable: the first ask is evaluated from an empty cache
+    first, fresh = ask(asks[0])
+    ask(asks[1])
+    shared = common_prefix(rendered_prompt(loaded.llama, asks[0]), rendered_prompt(loaded.llama, asks[1]))
+    assert loaded.evaluated > shared > 128 and shared % 64 != 0  # the third ask reuses whole chunks, not all
+    again, logits = ask(asks[0])
+    assert again == first and np.array_equal(logits, fresh)

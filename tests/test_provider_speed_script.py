@@ -30,7 +30,8 @@ def test_provider_speed_compares_both_providers_on_the_same_requests(tmp_path):
     assert classify["n"] == 4 and classify["texts_compared"] == 4
     assert classify["answers_equal"] == classify["texts_equal"] == 4
     assert classify["single"]["calls"] == classify["batched"]["calls"] == 4
-    assert classify["single"]["reused_prompt_tokens"] == 0 < classify["batched"]["reused_prompt_tokens"]
+    # Only the batched loop counts reuse; these ~40-token prompts hold no whole chunk to reuse (prefix_reuse).
+    assert classify["single"]["reused_prompt_tokens"] == 0 == classify["batched"]["reused_prompt_tokens"]
     assert classify["batched"]["engine"]["finished"] == 4
     ceiling = result["decode_ceiling"]["gguf/smollm2-135m"]
     assert ceiling["seqs"] == ceiling["exact_width"] == 16  # SmolLM2's Q4_1 decodes 16 rows exactly as one

@@ -33,12 +33,14 @@ Design, and the guarantees it keeps:
   grammar is asked about the highest logits first (`LlamaBackend.grammar_argmax`). llama.cpp's own grammar
   sampler judges the whole vocabulary for every token, milliseconds each on a 50k-token vocabulary: on a
   2-core CPU that is a third of a 135M model's time per token.
-- **Prefix reuse.** Each slot remembers which tokens its KV cells hold, also after its request has ended. A
-  new request takes a free slot and starts from the longest common prefix with any slot: the slot's own
-  cells, or a copy of another slot's (`llama_memory_seq_cp`), and evaluates only the rest of its prompt.
-  Prefixes are compared token by token, so a changed prompt can never be served a stale prefix; a slot
-  whose KV state is in doubt after an error is emptied. The engine belongs to one model's context, so a
-  prefix is never looked up across models.
+- **Prefix reuse that never changes an answer.** Each slot remembers which tokens its KV cells hold, also
+  after its request has ended. A new request takes a free slot and starts from the longest common prefix
+  with any slot that a fresh evaluation computes the same: whole prompt chunks at fixed positions
+  (`honed.models.prefix_reuse`: llama.cpp's numbers for a row depend on how the prompt was cut), from the
+  slot's own cells or a copy of another slot's (`llama_memory_seq_cp`), and evaluates only the rest of its
+  prompt, in chunks at the same fixed positions. Prefixes are compared token by token, so a changed prompt
+  can never be served a stale prefix; a slot whose KV state is in doubt after an error is emptied. The
+  engine belongs to one model's context, so a prefix is never looked up across models.
 - **The same numbers as single-stream.** By default each sequence has its own KV stream and prompt chunks
   are decoded on their own, as the single-stream `Llama` decodes them (see `LlamaBackend`).
 - **Failures stay with their request.** A request whose sampling fails, or that is cancelled, ends alone;
@@ -63,6 +65,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
+from honed.models.prefix_reuse import chunk_end, reusable_prefix
 
 _NO_SCORES = np.zeros(0, dtype=np.single)
 # How many of the highest logits a grammar is asked about before the next tier (then the whole vocabulary).
@@ -202,6 +206,7 @@ class Ticket:
 class _Slot:
     seq: int
     cached: list[int] = field(default_factory=list)  # the tokens whose KV cells this sequence holds, by position
+    evaluated: int = 0  # of `cached`, the leading tokens evaluated as prompt chunks (`honed.models.prefix_reuse`)
     job: _Job | None = None
 
 
@@ -218,15 +223,6 @@ class _Job:
         self.next_token: int | None = None  # sampled, to be evaluated in the next step
         self.completion: list[int] = []
         self.multibyte_fix = 0
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 class BatchEngine:
@@ -348,36 +344,40 @@ class BatchEngine:
                 self._end(slot.job, error=CancelledRequest("cancelled while decoding"))
 
     def _admit(self, job: _Job) -> None:
-        """Give `job` a free slot, starting from the longest prompt prefix already in the KV cache."""
+        """Give `job` a free slot, starting from the longest prompt prefix already in the KV cache that a
+        fresh evaluation would compute the same (whole prompt chunks: `honed.models.prefix_reuse`)."""
         prompt = job.request.prompt
+        chunk = self._backend.n_batch
         free = [slot for slot in self._slots if slot.job is None]
-        own = {slot.seq: common_prefix(slot.cached, prompt) if self.share_prefixes else 0 for slot in free}
+
+        def reusable(slot: _Slot) -> int:
+            return reusable_prefix(slot.cached, slot.evaluated, prompt, chunk) if self.share_prefixes else 0
+
+        own = {slot.seq: reusable(slot) for slot in free}
         # The free slot whose own cells serve the most; on a tie the lowest sequence id, so that the busy
         # sequences stay consecutive (see `_step`: llama.cpp decodes a run of consecutive ids in one pass).
         dst = max(free, key=lambda slot: (own[slot.seq], -slot.seq))
         keep = own[dst.seq]
         src, best = dst, keep
-        if self.share_prefixes:
-            for slot in self._slots:
-                length = common_prefix(slot.cached, prompt)
-                if length > best:
-                    src, best = slot, length
-        # The last prompt token is always evaluated: its logits start the answer.
-        keep, best = min(keep, len(prompt) - 1), min(best, len(prompt) - 1)
+        for slot in self._slots:
+            length = reusable(slot)
+            if length > best:
+                src, best = slot, length
         if best - keep < getattr(self._backend, "min_copy", 1):  # a copy would not pay for itself
             src, best = dst, keep
         backend = self._backend
         try:
             if src is dst:
                 backend.seq_rm(dst.seq, best, -1)
-                del dst.cached[best:]
             else:
                 backend.seq_rm(dst.seq, 0, -1)
-                dst.cached = []
                 if best > 0:
                     backend.seq_cp(src.seq, dst.seq, 0, best)
-                    dst.cached = list(prompt[:best])
+                    # Across KV streams llama.cpp copies the whole buffer: drop what lies past the prefix.
+                    backend.seq_rm(dst.seq, best, -1)
                     self.stats.prefix_copies += 1
+            dst.cached = list(prompt[:best])
+            dst.evaluated = best
         except Exception as exc:  # the slot's cells are in doubt: empty it, fail this request only
             self._wipe(dst)
             self.stats.failed += 1
@@ -444,7 +444,7 @@ class BatchEngine:
             if budget <= 0:
                 break
             assert job.slot is not None
-            chunk = job.todo[:budget]
+            chunk = job.todo[:chunk_end(job.n_past, min(budget, len(job.todo)), self._backend.n_batch)]
             for offset, token in enumerate(chunk):
                 tokens.append(token)
                 positions.append(job.n_past + offset)
@@ -473,6 +473,7 @@ class BatchEngine:
             job.n_past += len(chunk)
             job.slot.cached.extend(chunk)
             if from_prompt:
+                job.slot.evaluated = job.n_past
                 del job.todo[:len(chunk)]
                 self.stats.prompt_tokens_evaluated += len(chunk)
         for job, row in rows:
@@ -554,7 +555,7 @@ class BatchEngine:
 
     def _wipe(self, slot: _Slot) -> None:
         """Empty a slot whose KV cells may not be what `cached` says (after an error)."""
-        slot.cached = []
+        slot.cached, slot.evaluated = [], 0
         # On failure there is nothing better to do: a later decode on this slot fails and wipes it again.
         with contextlib.suppress(Exception):
             self._backend.seq_rm(slot.seq, 0, -1)

@@ -24,6 +24,10 @@ single-stream context's room (`HONED_GGUF_N_CTX`), and `HONED_GGUF_BATCH_SEQS` o
 puts all sequences in one pool of KV cells (faster, but logits that differ from the single-stream ones in
 their low bits; see `LlamaBackend`). `HONED_GGUF_THREADS` sets llama.cpp's threads (default: every core).
 
+Prompts are evaluated in chunks of `HONED_GGUF_N_BATCH` tokens (default 64) at fixed positions, and a later
+request reuses only whole chunks of an earlier prompt (`honed.models.prefix_reuse`), so that at temperature 0
+an answer does not depend on what the process asked before.
+
 Prompts are measured before anything is generated (`prompt_budget`): a prompt that leaves less than
 `min(max_tokens, MIN_ANSWER_TOKENS)` tokens of the context for the answer raises
 `honed.errors.ContextLengthExceeded` (HTTP status 400, so neither litellm nor DSPy retries it, and an
@@ -53,11 +57,14 @@ from honed.errors import ContextLengthExceeded
 from honed.models.batching import BatchEngine, BatchRequest, BatchResult, EngineStats, LlamaBackend
 from honed.models.guard import check_allowed
 from honed.models.llama_load import load_llama
+from honed.models.prefix_reuse import DEFAULT_CHUNK, common_prefix, reusable_prefix
 from honed.models.resolve import resolve_gguf_path
 from honed.models.schema import canonical_json, grammar_for_schema, schema_from_response_format
 
 DEFAULT_MAX_TOKENS = 512
 DEFAULT_N_CTX = env_int("HONED_GGUF_N_CTX", 4096, minimum=64)
+# Prompt tokens per llama.cpp decode, and the unit of prefix reuse (`honed.models.prefix_reuse`).
+PROMPT_CHUNK = env_int("HONED_GGUF_N_BATCH", DEFAULT_CHUNK, minimum=8)
 # The least room a prompt must leave for the answer (or max_tokens, if smaller): a typed answer such
 # as {"sentiment": "positive"} takes ~8 tokens, a short text answer a few dozen.
 MIN_ANSWER_TOKENS = 32
@@ -90,12 +97,9 @@ class _PromptProbe:
             str(prompt).encode("utf-8"), add_bos=True, special=True))
 
 
-def count_prompt_tokens(llama: Any, messages: list) -> int:
-    """Tokens of `messages` once the model's chat template renders them (what llama.cpp will evaluate).
-
-    Falls back to the tokens of the messages' text (a slight undercount) if the handler cannot be probed;
-    llama.cpp's own check, turned into the same error by `_raise_if_overflow`, still backs that up.
-    """
+def rendered_prompt(llama: Any, messages: list) -> list[int] | None:
+    """The tokens the model's chat template renders `messages` to (what llama.cpp will evaluate), or None if
+    the handler cannot be probed."""
     try:
         from llama_cpp import llama_chat_format
 
@@ -104,9 +108,21 @@ def count_prompt_tokens(llama: Any, messages: list) -> int:
                    or llama_chat_format.get_chat_completion_handler(llama.chat_format))
         handler(llama=_PromptProbe(llama), messages=messages, max_tokens=1)
     except _Measured as measured:
-        return len(measured.tokens)
-    except Exception:  # an unusual handler or another llama-cpp-python: count the text instead
+        return [int(token) for token in measured.tokens]
+    except Exception:  # an unusual handler or another llama-cpp-python
         pass
+    return None
+
+
+def count_prompt_tokens(llama: Any, messages: list) -> int:
+    """Tokens of `messages` once the model's chat template renders them (what llama.cpp will evaluate).
+
+    Falls back to the tokens of the messages' text (a slight undercount) if the handler cannot be probed;
+    llama.cpp's own check, turned into the same error by `_raise_if_overflow`, still backs that up.
+    """
+    tokens = rendered_prompt(llama, messages)
+    if tokens is not None:
+        return len(tokens)
     text = "\n".join(f"{m.get('role', '')}\n{m.get('content') or ''}" for m in messages if isinstance(m, dict))
     return len(llama.tokenize(text.encode("utf-8", errors="replace"), add_bos=True, special=True))
 
@@ -209,10 +225,30 @@ def _raise_if_overflow(model: str, exc: ValueError) -> None:
 class _LoadedModel:
     llama: Any
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Of the tokens the single-stream context holds, the leading ones evaluated as prompt chunks.
+    evaluated: int = 0
     engine: BatchEngine | None = None  # the batched decode loop, when batching is on
     # Serializes prompt rendering for the batched path (and its seed chain); never held while decoding.
     render_lock: threading.Lock = field(default_factory=threading.Lock)
     seed: int | None = None  # the batched path's copy of `Llama._seed`, advanced as `_create_completion` does
+
+    def complete(self, prompt: list[int] | None, **kwargs: Any) -> dict:
+        """`Llama.create_chat_completion(**kwargs)` for a call whose rendered prompt is `prompt` (lock held),
+        reusing only KV cells a fresh evaluation computes the same (`honed.models.prefix_reuse`): on its own,
+        `Llama.generate` reuses the longest common prefix with the previous call, which cuts the prompt where
+        that call's happened to end, and then an answer depends on what was asked before."""
+        llama = self.llama
+        held = [int(token) for token in llama.input_ids[:llama.n_tokens]]
+        # `Llama.generate` reuses at most its first `n_tokens` cells and evaluates the rest in chunks of
+        # `n_batch` from there; with `n_tokens` a whole number of chunks, every chunk sits at a fixed place.
+        llama.n_tokens = reusable_prefix(held, self.evaluated, prompt, int(llama.n_batch)) if prompt else 0
+        self.evaluated = 0  # until the call succeeds, the cells are in doubt
+        out = llama.create_chat_completion(**kwargs)
+        if prompt:
+            evaluated = int((out.get("usage") or {}).get("prompt_tokens", 0))
+            held = [int(token) for token in llama.input_ids[:llama.n_tokens]]
+            self.evaluated = min(common_prefix(held, prompt), evaluated)
+        return out
 
     def next_seed(self, seed: Any) -> int:
         """The sampler seed `Llama._create_completion` would use for `seed` (render_lock held)."""
@@ -254,6 +290,8 @@ class GGUFProvider(CustomLLM):
                 llama = load_llama(
                     path,
                     n_ctx=DEFAULT_N_CTX,
+                    n_batch=PROMPT_CHUNK,
+                    n_ubatch=PROMPT_CHUNK,
                     n_threads=_threads(),
                     n_threads_batch=_threads(),
                     seed=0,
@@ -344,14 +382,15 @@ class GGUFProvider(CustomLLM):
             if batched is not None:
                 return self._respond(model_response, full_model, *batched)
         with loaded.lock:
-            measured = count_prompt_tokens(loaded.llama, messages)
+            prompt = rendered_prompt(loaded.llama, messages)
+            measured = len(prompt) if prompt is not None else count_prompt_tokens(loaded.llama, messages)
             kwargs["max_tokens"] = prompt_budget(full_model, measured, loaded.llama.n_ctx(), kwargs["max_tokens"])
         choices, prompt_tokens, completion_tokens = [], 0, 0
         for index in range(n):
             call_seed = None if seed is None else int(seed) + index
             with loaded.lock:
                 try:
-                    out = loaded.llama.create_chat_completion(messages=messages, seed=call_seed, **kwargs)
+                    out = loaded.complete(prompt, messages=messages, seed=call_seed, **kwargs)
                 except ValueError as exc:
                     _raise_if_overflow(full_model, exc)
                     raise
