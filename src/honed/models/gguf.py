@@ -24,7 +24,7 @@ single-stream context's room (`HONED_GGUF_N_CTX`), and `HONED_GGUF_BATCH_SEQS` o
 puts all sequences in one pool of KV cells (faster, but logits that differ from the single-stream ones in
 their low bits; see `LlamaBackend`). `HONED_GGUF_THREADS` sets llama.cpp's threads (default: every core).
 
-Prompts are evaluated in chunks of `HONED_GGUF_N_BATCH` tokens (default 64) at fixed positions, and a later
+Prompts are evaluated in chunks of `HONED_GGUF_N_BATCH` tokens (default 32) at fixed positions, and a later
 request reuses only whole chunks of an earlier prompt (`honed.models.prefix_reuse`), so that at temperature 0
 an answer does not depend on what the process asked before.
 

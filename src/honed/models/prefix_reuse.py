@@ -26,9 +26,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 # Tokens per prompt chunk (llama.cpp's n_batch and n_ubatch for `gguf/` models; `HONED_GGUF_N_BATCH`).
-# Measured on 2 cores: 64-token chunks evaluate a prompt 7-9% slower than 512-token ones (1.5B: 85 against
-# 93 tokens/s; 135M: 234 against 259), and a reuse gives up 32 tokens on average instead of 256.
-DEFAULT_CHUNK = 64
+# Measured on 2 cores: 32-token chunks evaluate a prompt 12-24% slower than 512-token ones in a quiet
+# measurement (1.5B: 82 against 93 tokens/s; 135M: 198 against 259; 64-token chunks: 85 and 234), but a reuse
+# gives up 16 tokens on average instead of 256, and the 135M's short prompts gain more from that: a
+# 100-example behavior program reused 79% of its prompt tokens in 32-token chunks, 58% in 64-token ones, and
+# ran in 42 s against 56 s (`benchmarks/results/provider_speed_chunks/`).
+DEFAULT_CHUNK = 32
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
