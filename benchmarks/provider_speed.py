@@ -185,10 +185,7 @@ def decode_ceiling(provider: GGUFProvider, model: str, seqs: int, context: int =
             prompt = loaded.llama.tokenize(" ".join(f"word{i} is here" for i in range(100)).encode(),
                                            add_bos=True)[:context]
             for seq in range(seqs):
-                for start in range(0, len(prompt), backend.n_batch):  # in the context's own chunks
-                    chunk = prompt[start:start + backend.n_batch]
-                    backend.decode(chunk, list(range(start, start + len(chunk))), [seq] * len(chunk),
-                                   [False] * len(chunk))
+                backend.prefill(seq, prompt)
             rates = {}
             for width in sorted({1, exact, seqs}):
                 for step in range(steps + 1):

@@ -350,19 +350,16 @@ class BatchEngine:
         chunk = self._backend.n_batch
         free = [slot for slot in self._slots if slot.job is None]
 
-        def reusable(slot: _Slot) -> int:
-            return reusable_prefix(slot.cached, slot.evaluated, prompt, chunk) if self.share_prefixes else 0
-
-        own = {slot.seq: reusable(slot) for slot in free}
+        reusable = {slot.seq: reusable_prefix(slot.cached, slot.evaluated, prompt, chunk) if self.share_prefixes
+                    else 0 for slot in self._slots}
         # The free slot whose own cells serve the most; on a tie the lowest sequence id, so that the busy
         # sequences stay consecutive (see `_step`: llama.cpp decodes a run of consecutive ids in one pass).
-        dst = max(free, key=lambda slot: (own[slot.seq], -slot.seq))
-        keep = own[dst.seq]
+        dst = max(free, key=lambda slot: (reusable[slot.seq], -slot.seq))
+        keep = reusable[dst.seq]
         src, best = dst, keep
         for slot in self._slots:
-            length = reusable(slot)
-            if length > best:
-                src, best = slot, length
+            if reusable[slot.seq] > best:
+                src, best = slot, reusable[slot.seq]
         if best - keep < getattr(self._backend, "min_copy", 1):  # a copy would not pay for itself
             src, best = dst, keep
         backend = self._backend
@@ -444,7 +441,7 @@ class BatchEngine:
             if budget <= 0:
                 break
             assert job.slot is not None
-            chunk = job.todo[:chunk_end(job.n_past, min(budget, len(job.todo)), self._backend.n_batch)]
+            chunk = job.todo[:chunk_end(job.n_past, budget, self._backend.n_batch)]
             for offset, token in enumerate(chunk):
                 tokens.append(token)
                 positions.append(job.n_past + offset)
@@ -687,10 +684,7 @@ class LlamaBackend:
             reference: np.ndarray | None = None
             for width in range(1, widest + 1):
                 # The new sequence's prompt on its own: the same computation, so the same cells as the others.
-                for start in range(0, n, self.n_batch):
-                    chunk = prompt[start:start + self.n_batch]
-                    self.decode(chunk, list(range(start, start + len(chunk))), [width - 1] * len(chunk),
-                                [False] * len(chunk))
+                self.prefill(width - 1, prompt)
                 self.decode([prompt[-1]] * width, [n] * width, list(range(width)), [True] * width)
                 rows = [self.row_logits(row).copy() for row in range(width)]
                 for seq in range(width):
@@ -706,6 +700,12 @@ class LlamaBackend:
                 self.seq_rm(seq, 0, -1)
         self.exact_width = self.stats.exact_width = exact
         return exact
+
+    def prefill(self, seq: int, prompt: list[int]) -> None:
+        """Evaluate `prompt` on sequence `seq` from position 0, in chunks of `n_batch`, asking no logits."""
+        for start in range(0, len(prompt), self.n_batch):
+            chunk = prompt[start:start + self.n_batch]
+            self.decode(chunk, list(range(start, start + len(chunk))), [seq] * len(chunk), [False] * len(chunk))
 
     def seq_rm(self, seq: int, p0: int, p1: int) -> None:
         if not self._llama_cpp.llama_memory_seq_rm(self._memory, seq, p0, p1):

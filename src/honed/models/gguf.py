@@ -120,9 +120,13 @@ def count_prompt_tokens(llama: Any, messages: list) -> int:
     Falls back to the tokens of the messages' text (a slight undercount) if the handler cannot be probed;
     llama.cpp's own check, turned into the same error by `_raise_if_overflow`, still backs that up.
     """
-    tokens = rendered_prompt(llama, messages)
-    if tokens is not None:
-        return len(tokens)
+    return measured_tokens(llama, messages, rendered_prompt(llama, messages))
+
+
+def measured_tokens(llama: Any, messages: list, rendered: list[int] | None) -> int:
+    """`count_prompt_tokens` for `messages` already rendered (`rendered_prompt`, None when it could not be)."""
+    if rendered is not None:
+        return len(rendered)
     text = "\n".join(f"{m.get('role', '')}\n{m.get('content') or ''}" for m in messages if isinstance(m, dict))
     return len(llama.tokenize(text.encode("utf-8", errors="replace"), add_bos=True, special=True))
 
@@ -383,7 +387,7 @@ class GGUFProvider(CustomLLM):
                 return self._respond(model_response, full_model, *batched)
         with loaded.lock:
             prompt = rendered_prompt(loaded.llama, messages)
-            measured = len(prompt) if prompt is not None else count_prompt_tokens(loaded.llama, messages)
+            measured = measured_tokens(loaded.llama, messages, prompt)
             kwargs["max_tokens"] = prompt_budget(full_model, measured, loaded.llama.n_ctx(), kwargs["max_tokens"])
         choices, prompt_tokens, completion_tokens = [], 0, 0
         for index in range(n):

@@ -53,6 +53,6 @@ def reusable_prefix(cached: Sequence[int], evaluated: int, prompt: Sequence[int]
 
 
 def chunk_end(position: int, todo: int, chunk: int) -> int:
-    """How many of `todo` prompt tokens starting at `position` the next decode evaluates: up to the next
-    multiple of `chunk`, so that every chunk sits where a fresh evaluation puts it."""
+    """How many of `todo` prompt tokens (or of a decode's room for them) starting at `position` the next decode
+    evaluates: up to the next multiple of `chunk`, so that every chunk sits where a fresh evaluation puts it."""
     return min(todo, chunk - position % chunk)
