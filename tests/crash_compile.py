@@ -28,7 +28,7 @@ import dspy  # noqa: E402
 from films import data, program  # noqa: E402
 
 import honed  # noqa: E402
-from honed.testing import ScriptedLM, block_model_requests  # noqa: E402
+from honed.testing import ScriptedLM, block_model_requests, trace_step_keys  # noqa: E402
 
 GOOD_WORD = "careful"
 FIXED_STEP = "Answer negative if the film is bad, else positive."
@@ -46,8 +46,7 @@ def answer(messages: list[dict[str, str]], schema: dict[str, Any] | None) -> Any
         return {"steps": ["Read the sentence.", "Answer positive."]}
     if "correct_answer" in last:  # BehaviorOptimizer: reference execution, its trace a list or keyed by step
         steps = props["steps"]
-        keys = list((schema or {}).get("$defs", {}).get(steps.get("$ref", "").rsplit("/", 1)[-1], {})
-                    .get("properties", {}))
+        keys = trace_step_keys(schema or {})
         count = len(keys) or steps["minItems"]
         done = (["Read the sentence.", "Answer the correct label."] + ["done"] * count)[:count]
         return {"steps": dict(zip(keys, done, strict=True)) if keys else done}

@@ -14,7 +14,7 @@ from honed.modules import Behave, Procedure
 from honed.optimizers import read_ledger
 from honed.optimizers.behavior import BehaviorOptimizer, first_departure, step_followed
 from honed.optimizers.candidates import Candidate, build
-from honed.testing import ScriptedLM
+from honed.testing import ScriptedLM, trace_step_keys
 
 DRAFT = ["Read the sentence.", "Answer positive."]
 FIXED = "Answer negative if the film is bad, else positive."
@@ -40,7 +40,7 @@ def world(fix_text: str = FIXED, action: str = "rewrite"):
             calls.append("reference")
             sentence = last.split("task_input: sentence: ")[1].split("\n")[0]
             gold = last.split("correct_answer: sentiment: ")[1].split("\n")[0]
-            keys = trace_keys(schema)
+            keys = trace_step_keys(schema)
             count = len(keys) if keys else props["steps"]["minItems"]
             steps = [sentence, gold][:count] + ["done"] * max(0, count - 2)
             return {"steps": dict(zip(keys, steps, strict=True)) if keys else steps}
@@ -57,13 +57,6 @@ def world(fix_text: str = FIXED, action: str = "rewrite"):
         return {"sentiment": label}
 
     return answer, calls
-
-
-def trace_keys(schema: dict) -> list[str]:
-    """The keys of a keyed step trace (`keyed_reference_signature`); [] for a list trace."""
-    steps = schema["properties"]["steps"]
-    steps = schema.get("$defs", {}).get(steps.get("$ref", "").rsplit("/", 1)[-1], steps)
-    return list(steps.get("properties", {}))
 
 
 def program() -> honed.Classify:
@@ -523,7 +516,7 @@ def _work_world(keyed_parses: bool = True):
         if "task" in messages[0]["content"] and "examples" in last and list(props) == ["steps"]:
             return {"steps": DRAFT}
         if "correct_answer" in last:
-            keys = trace_keys(schema)
+            keys = trace_step_keys(schema)
             if keys and not keyed_parses:
                 return {"unrelated": True}
             sentence = last.split("task_input: sentence: ")[1].split("\n")[0]

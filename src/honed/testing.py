@@ -3,6 +3,8 @@
 - `ScriptedLM(fn)`: a `dspy.LM` whose answers come from a plain Python function (or a list, or a
   dict keyed by a substring of the last user message). Drives optimizer logic deterministically.
 - `SchemaLM()`: a `dspy.LM` that fabricates an answer valid for the requested JSON schema. For plumbing.
+- `trace_step_keys(schema)`: the step keys a keyed reference execution's schema asks for, so that a script
+  can answer the behavior optimizer's traces in either form.
 - `block_model_requests()`: while active, the embedded provider refuses to run and no socket may
   connect, so a unit test can never reach a real model by accident.
 
@@ -120,6 +122,14 @@ def fabricate(schema: dict[str, Any], defs: dict[str, Any] | None = None) -> Any
     if kind == "object":
         return {name: fabricate(sub, defs) for name, sub in schema.get("properties", {}).items()}
     return {"string": "x", "integer": 0, "number": 0.0, "boolean": False, "array": [], "null": None}[kind]
+
+
+def trace_step_keys(schema: dict[str, Any]) -> list[str]:
+    """The keys a reference execution's `steps` object must carry when its trace is keyed by step
+    (`honed.signatures.behavior.keyed_reference_signature`); [] when the trace is a list."""
+    steps = schema["properties"]["steps"]
+    steps = schema.get("$defs", {}).get(steps.get("$ref", "").rsplit("/", 1)[-1], steps)
+    return list(steps.get("properties", {}))
 
 
 def SchemaLM(*, model: str = "schema/fake", cache: bool = True) -> dspy.LM:
