@@ -34,6 +34,7 @@ from honed.runs.records import (
     Verify,
     parse_records,
 )
+from honed.runs.spending import spending
 
 R = TypeVar("R", bound=Record)
 
@@ -92,6 +93,11 @@ class Run:
     def demonstrations(self) -> list[Demonstration | ReferenceDemonstration]:
         """Worked examples, taught by the optimizer model or by reference execution, in ledger order."""
         return [r for r in self.records if isinstance(r, Demonstration | ReferenceDemonstration)]
+
+    @property
+    def spending(self) -> dict[str, int]:
+        """Requests charged to the budget per activity (`honed.runs.spending`), in the order a compile goes."""
+        return spending(self.records)
 
     @property
     def errors(self) -> list[ErrorRecord]:
