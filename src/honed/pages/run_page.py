@@ -196,14 +196,15 @@ class RunPage:
                                   f"on {pairs}; validation {esc(gain.get('val_score'))}, sign test p="
                                   f"{esc(gain.get('p_value'))} (needs ≤ {esc(gain.get('significance'))}); {verdict}"))
         return (f"<section id=\"cost\"><h2>Cost</h2><div class=\"cards\">{''.join(cards)}</div>"
-                f"{self.spending(used_max)}</section>")
+                f"{self.spending()}</section>")
 
-    def spending(self, used: Any) -> str:
-        """Where the requests went, per activity (`honed.runs.spending`); empty when no record counted any."""
+    def spending(self) -> str:
+        """Where the requests went, per activity (`honed.runs.spending`); empty when no record counted any.
+        The shares are of the requests used (the counts sum to the highest `budget_used`)."""
         spent = self.run.spending
         if not spent:
             return ""
-        total = used if is_number(used) and used else sum(spent.values())
+        total = sum(spent.values())
         rows = [(esc(name), esc(calls), f"{100 * calls / total:.0f}%") for name, calls in spent.items()]
         return "<h3>Where the requests went</h3>" + table(("activity", "requests", "share"), rows)
 

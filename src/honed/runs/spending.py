@@ -61,8 +61,8 @@ def activity(record: Record) -> str:
 
 def spending(records: Iterable[Record]) -> dict[str, int]:
     """Requests charged to the budget per activity, in `ACTIVITIES` order, activities with none left out.
-    A record without a numeric `budget_used` (or one lower than an earlier record's, as the first record
-    of a resumed session may be) is charged nothing."""
+    A record without a numeric `budget_used`, or with one no higher than the last count seen, is charged
+    nothing (so the counts always sum to the highest `budget_used` in the ledger)."""
     spent: dict[str, int] = {}
     used = 0
     for record in records:
